@@ -1,0 +1,96 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehousedb/gatehouse"
+	"github.com/gatehousedb/gatehouse/internal/auth"
+)
+
+// Config configures the API. Store is required; a nil Logger discards; PublicURL is the
+// control-plane URL sidecars and CLIs use (shown when a sidecar is registered).
+type Config struct {
+	Store     Store
+	Logger    *slog.Logger
+	PublicURL string
+}
+
+// API is the control plane's HTTP API.
+type API struct {
+	store     Store
+	logger    *slog.Logger
+	publicURL string
+	auth      *auth.Authenticator
+	now       func() time.Time
+	handler   http.Handler
+}
+
+// New returns the API for cfg.
+func New(cfg Config) (*API, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("api: Config.Store is required")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "api")
+	authn, err := auth.New(auth.Config{Store: cfg.Store, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	a := &API{
+		store:     cfg.Store,
+		logger:    logger,
+		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
+		auth:      authn,
+		now:       time.Now,
+	}
+	mux := http.NewServeMux()
+	for _, rt := range a.routes() {
+		mux.Handle(rt.Method+" "+rt.Path, a.guard(rt))
+	}
+	a.registerSidecarRoutes(mux)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, gatehouse.Errorf(gatehouse.ECodeNotFound, "no such endpoint: %s %s (see /api/v1/openapi.json)", r.Method, r.URL.Path))
+	})
+	a.handler = mux
+	return a, nil
+}
+
+// Handler returns the HTTP handler serving /api/v1.
+func (a *API) Handler() http.Handler { return a.handler }
+
+type userKey struct{}
+
+// caller returns the signed-in user of a request that passed guard.
+func caller(ctx context.Context) *gatehouse.User {
+	u, _ := ctx.Value(userKey{}).(*gatehouse.User)
+	return u
+}
+
+func isAdmin(u *gatehouse.User) bool { return u != nil && u.Role == gatehouse.RoleAdmin }
+
+// guard authenticates and authorises a request for rt before its handler runs.
+func (a *API) guard(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.Access != public {
+			u, err := a.auth.Authenticate(r.Context(), r)
+			if err != nil {
+				a.fail(w, r, err)
+				return
+			}
+			if rt.Access == adminOnly && !isAdmin(u) {
+				a.fail(w, r, gatehouse.Errorf(gatehouse.ECodeForbidden, "%s %s is for administrators; %q is a %s", rt.Method, rt.Path, u.Name, u.Role))
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), userKey{}, u))
+		}
+		rt.handle(w, r)
+	})
+}

@@ -1,0 +1,173 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehousedb/gatehouse/internal/api"
+	"github.com/gatehousedb/gatehouse/internal/auth"
+	"github.com/gatehousedb/gatehouse/internal/store"
+)
+
+var _ api.Store = (*store.Store)(nil)
+var _ auth.Store = (*store.Store)(nil)
+
+// Defaults for Config's zero values.
+const (
+	DefaultDataDir = "./gatehouse-data"
+	DefaultListen  = "127.0.0.1:8080"
+)
+
+// AdminPasswordEnv names the environment variable New reads when Config.AdminPassword is empty.
+const AdminPasswordEnv = "GATEHOUSE_ADMIN_PASSWORD"
+
+// shutdownTimeout bounds how long Run waits for in-flight requests once its context ends.
+const shutdownTimeout = 10 * time.Second
+
+// Config configures a control-plane server. Every zero value has a useful default.
+type Config struct {
+	DataDir       string // default ./gatehouse-data; SQLite at DataDir/gatehouse.db
+	Listen        string // default 127.0.0.1:8080; port 0 picks a free port
+	StoreURL      string // "" = SQLite in DataDir; postgres://... for PostgreSQL
+	PublicURL     string // "" = http://<actual listen address>
+	AdminPassword string // "" = $GATEHOUSE_ADMIN_PASSWORD, else generated and printed once to Stdout
+	Stdout        io.Writer
+	Logger        *slog.Logger
+}
+
+// Server is a running control plane.
+type Server struct {
+	store    *store.Store
+	listener net.Listener
+	http     *http.Server
+	url      string
+	logger   *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the store, migrates it, bootstraps the admin and binds the listener. The caller must
+// call Close (Run does not).
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "controlplane")
+	stdout := cfg.Stdout
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	dsn := cfg.StoreURL
+	if dsn == "" {
+		dir := cfg.DataDir
+		if dir == "" {
+			dir = DefaultDataDir
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+		dsn = filepath.Join(dir, "gatehouse.db")
+	} else if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return nil, fmt.Errorf("store URL must start with postgres:// (leave it empty for SQLite in the data directory)")
+	}
+	st, err := store.Open(ctx, dsn, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	password := cfg.AdminPassword
+	if password == "" {
+		password = os.Getenv(AdminPasswordEnv)
+	}
+	if err := auth.Bootstrap(ctx, st, password, stdout); err != nil {
+		return nil, err
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = DefaultListen
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	url := strings.TrimSuffix(cfg.PublicURL, "/")
+	if url == "" {
+		url = "http://" + ln.Addr().String()
+	}
+	a, err := api.New(api.Config{Store: st, Logger: cfg.Logger, PublicURL: url})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{
+		store:    st,
+		listener: ln,
+		url:      url,
+		logger:   logger,
+		http: &http.Server{
+			Handler:           a.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+	}
+	return s, nil
+}
+
+// URL returns the control plane's public URL.
+func (s *Server) URL() string { return s.url }
+
+// Run serves until ctx is done, then shuts down gracefully (waiting up to 10 s for requests in
+// flight). It returns nil after a shutdown caused by ctx.
+func (s *Server) Run(ctx context.Context) error {
+	s.logger.InfoContext(ctx, "control plane serving", "url", s.url, "listen", s.listener.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.listener) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := s.http.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	return nil
+}
+
+// Close stops serving at once and closes the store. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		err := s.http.Close()
+		if lerr := s.listener.Close(); err == nil && lerr != nil && !errors.Is(lerr, net.ErrClosed) {
+			err = lerr
+		}
+		if serr := s.store.Close(); err == nil {
+			err = serr
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
+}

@@ -1,0 +1,223 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/gatehousedb/gatehouse/internal/proxy"
+)
+
+// Default timeouts; PostgreSQL's authentication_timeout is one minute.
+const (
+	defaultHandshakeTimeout = time.Minute
+	// forcedCloseGrace is how long Shutdown waits for sessions it told to end to close.
+	forcedCloseGrace = 5 * time.Second
+)
+
+// Statement is one statement a client sent: a simple Query or an extended-protocol Parse.
+type Statement struct {
+	Grant *proxy.Grant
+	// Kind is 'Q' (simple query, may hold several statements) or 'P' (Parse).
+	Kind byte
+	// Name is the prepared statement's name for Parse ("" for the unnamed statement).
+	Name string
+	SQL  string
+}
+
+// Config configures an Engine.
+type Config struct {
+	// Port is the listener port this engine serves; it goes into proxy.Login.
+	Port int
+	// Authorizer decides who may connect as whom. Required.
+	Authorizer proxy.Authorizer
+	// Credentials supplies repository users' credentials. Required.
+	Credentials proxy.Credentials
+	// TLS is the client-side TLS configuration (the sidecar's certificate). Required unless
+	// AllowPlaintextPasswords.
+	TLS *tls.Config
+	// AllowPlaintextPasswords accepts the access token over plain TCP. Development only.
+	AllowPlaintextPasswords bool
+	// Logger receives session start and end; nil discards.
+	Logger *slog.Logger
+	// Dialer opens upstream connections; nil means a net.Dialer.
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// HandshakeTimeout bounds the client handshake plus upstream connect and authentication;
+	// zero means one minute.
+	HandshakeTimeout time.Duration
+	// OnStatement, when set, is called with each Query and Parse message before it is forwarded.
+	// It is the hook where statements will be classified and audited.
+	OnStatement func(ctx context.Context, st Statement)
+}
+
+// Engine serves PostgreSQL clients on one listener port.
+type Engine struct {
+	cfg    Config
+	logger *slog.Logger
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	byPID    map[uint32]*session
+	closing  bool
+	idle     chan struct{} // closed when closing and the last session has gone
+}
+
+var _ proxy.Engine = (*Engine)(nil)
+
+// New returns an Engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Authorizer == nil {
+		return nil, errors.New("postgres engine: Authorizer is required")
+	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("postgres engine: Credentials is required")
+	}
+	if cfg.TLS == nil && !cfg.AllowPlaintextPasswords {
+		return nil, errors.New("postgres engine: a TLS configuration is required unless plaintext passwords are allowed for development")
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dial := cfg.Dialer
+	if dial == nil {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		dial = d.DialContext
+	}
+	return &Engine{
+		cfg:      cfg,
+		logger:   logger.With("component", "proxy/postgres", "listener_port", cfg.Port),
+		dial:     dial,
+		sessions: map[*session]struct{}{},
+		byPID:    map[uint32]*session{},
+	}, nil
+}
+
+// Serve handles one client connection until the session ends, and closes conn.
+func (e *Engine) Serve(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := newSession(e, conn, cancel)
+	if !e.add(s) {
+		return
+	}
+	defer e.remove(s)
+	s.run(ctx)
+}
+
+// Shutdown drains the engine: new connections are refused, live sessions run until they end or
+// ctx is done; then the remaining ones are ended with FATAL "server is shutting down". It returns
+// ctx.Err() if it had to end sessions.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	e.closing = true
+	if e.idle == nil {
+		e.idle = make(chan struct{})
+		if len(e.sessions) == 0 {
+			close(e.idle)
+		}
+	}
+	idle := e.idle
+	e.mu.Unlock()
+
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	e.mu.Lock()
+	n := len(e.sessions)
+	for s := range e.sessions {
+		s.end(endShutdown)
+	}
+	e.mu.Unlock()
+	e.logger.Info("shutdown deadline reached, ending sessions", "sessions", n)
+	t := time.NewTimer(forcedCloseGrace)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	}
+	return ctx.Err()
+}
+
+func (e *Engine) add(s *session) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return false
+	}
+	e.sessions[s] = struct{}{}
+	return true
+}
+
+func (e *Engine) remove(s *session) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.sessions, s)
+	if s.key.ProcessID != 0 && e.byPID[s.key.ProcessID] == s {
+		delete(e.byPID, s.key.ProcessID)
+	}
+	if e.closing && len(e.sessions) == 0 && e.idle != nil {
+		select {
+		case <-e.idle:
+		default:
+			close(e.idle)
+		}
+	}
+}
+
+// issueKey gives s a fresh random BackendKeyData, unique among this engine's sessions. The
+// upstream's own key never reaches the client.
+func (e *Engine) issueKey(s *session) error {
+	secret := make([]byte, backendKeySecretV3)
+	var pid [4]byte
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for {
+		if _, err := rand.Read(pid[:]); err != nil {
+			return err
+		}
+		if _, err := rand.Read(secret); err != nil {
+			return err
+		}
+		p := binary.BigEndian.Uint32(pid[:])
+		if p == 0 || e.byPID[p] != nil {
+			continue
+		}
+		s.key = pgproto3.BackendKeyData{ProcessID: p, SecretKey: secret}
+		e.byPID[p] = s
+		return nil
+	}
+}
+
+// cancel forwards a CancelRequest to the upstream backend of the session the key belongs to.
+// An unknown or forged key cancels nothing; like PostgreSQL, the client gets no answer either way.
+func (e *Engine) cancel(ctx context.Context, req *pgproto3.CancelRequest, clientAddr string) {
+	e.mu.Lock()
+	s := e.byPID[req.ProcessID]
+	e.mu.Unlock()
+	if s == nil || subtle.ConstantTimeCompare(s.key.SecretKey, req.SecretKey) != 1 {
+		e.logger.Warn("cancel request with an unknown key ignored", "client_addr", clientAddr)
+		return
+	}
+	if err := s.cancelUpstream(ctx); err != nil {
+		e.logger.Warn("cancel request not delivered", "client_addr", clientAddr, "session_id", s.key.ProcessID, "error", err)
+		return
+	}
+	e.logger.Info("cancel request forwarded", "client_addr", clientAddr, "session_id", s.key.ProcessID)
+}

@@ -1,0 +1,354 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/gatehousedb/gatehouse/internal/proxy"
+)
+
+// endReason says why a live session was ended by the sidecar.
+type endReason int
+
+const (
+	endNone endReason = iota
+	endShutdown
+	endExpired
+	endRevoked
+)
+
+// session is one client connection: handshake, then relay.
+type session struct {
+	e          *Engine
+	client     net.Conn
+	clientAddr string
+	logger     *slog.Logger
+
+	// Client side. cw is written by the upstream→client relay and by end; wmu serialises them so
+	// a FATAL never lands inside another message.
+	cr     *bufio.Reader
+	wmu    sync.Mutex
+	cw     *bufio.Writer
+	broken bool // a message to the client was cut short; no more may be written
+
+	secure   bool
+	startup  *startup
+	grant    *proxy.Grant
+	key      pgproto3.BackendKeyData // ours, given to the client
+	upstream *upstreamConn
+
+	relaying  atomic.Bool
+	reasonMu  sync.Mutex
+	reason    endReason
+	stop      chan struct{}
+	stopOnce  sync.Once
+	cancel    context.CancelFunc // cancels the session's context
+	bytesUp   atomic.Int64
+	bytesDown atomic.Int64
+}
+
+func newSession(e *Engine, conn net.Conn, cancel context.CancelFunc) *session {
+	return &session{
+		cancel:     cancel,
+		e:          e,
+		client:     conn,
+		clientAddr: conn.RemoteAddr().String(),
+		logger:     e.logger.With("client_addr", conn.RemoteAddr().String()),
+		cr:         bufio.NewReaderSize(conn, 16<<10),
+		cw:         bufio.NewWriterSize(conn, 16<<10),
+		stop:       make(chan struct{}),
+	}
+}
+
+// end asks the session to stop with a reason; the first reason wins.
+func (s *session) end(r endReason) {
+	s.reasonMu.Lock()
+	if s.reason == endNone {
+		s.reason = r
+	}
+	s.reasonMu.Unlock()
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		s.cancel()
+	})
+}
+
+func (s *session) endReason() endReason {
+	s.reasonMu.Lock()
+	defer s.reasonMu.Unlock()
+	return s.reason
+}
+
+func (s *session) run(ctx context.Context) {
+	// ctx is the session's own: it ends when the engine's caller cancels or when end is called.
+	stopWatch := context.AfterFunc(ctx, func() {
+		s.end(endShutdown)
+		if !s.relaying.Load() {
+			// Unblock a client handshake in progress; the relay ends itself with a FATAL.
+			s.client.SetDeadline(time.Now())
+		}
+	})
+	defer stopWatch()
+
+	hctx, cancel := context.WithTimeout(ctx, s.e.cfg.HandshakeTimeout)
+	defer cancel()
+	s.client.SetDeadline(time.Now().Add(s.e.cfg.HandshakeTimeout))
+	ok := s.handshake(hctx)
+	if !ok {
+		if s.upstream != nil {
+			s.upstream.conn.Close()
+		}
+		return
+	}
+	defer s.upstream.conn.Close()
+
+	id, t := s.grant.Identity, s.grant.Target
+	s.logger = s.logger.With("user", id.User, "token_id", id.TokenID, "repository", t.Repository.Name,
+		"repository_user", t.User.Username, "session_id", s.key.ProcessID)
+	s.logger.Info("session started", "database", s.upstream.database, "upstream_tls", s.upstream.tls)
+	start := time.Now()
+	reason, err := s.relay(ctx)
+	attrs := []any{"duration", time.Since(start).Round(time.Millisecond), "bytes_from_client", s.bytesUp.Load(), "bytes_to_client", s.bytesDown.Load()}
+	switch {
+	case reason != endNone:
+		attrs = append(attrs, "ended_by", reason.String())
+	case err != nil:
+		attrs = append(attrs, "error", err)
+	}
+	s.logger.Info("session ended", attrs...)
+}
+
+func (r endReason) String() string {
+	switch r {
+	case endShutdown:
+		return "shutdown"
+	case endExpired:
+		return "token_expired"
+	case endRevoked:
+		return "token_revoked"
+	}
+	return "client_or_server"
+}
+
+// send writes messages to the client and flushes.
+func (s *session) send(msgs ...interface{ Encode([]byte) ([]byte, error) }) error {
+	b, err := encode(msgs...)
+	if err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.broken {
+		return errors.New("client stream broken")
+	}
+	if _, err := s.cw.Write(b); err != nil {
+		s.broken = true
+		return err
+	}
+	if err := s.cw.Flush(); err != nil {
+		s.broken = true
+		return err
+	}
+	return nil
+}
+
+// fatal sends a FATAL ErrorResponse to the client.
+func (s *session) fatal(code, format string, args ...any) {
+	s.send(fatalResponse(code, fmt.Sprintf(format, args...)))
+}
+
+func fatalResponse(code, msg string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg}
+}
+
+// SQLSTATEs used by the engine.
+const (
+	codeInvalidPassword       = "28P01"
+	codeInvalidAuthorization  = "28000"
+	codeConnectionFailure     = "08006"
+	codeCannotConnect         = "08001"
+	codeProtocolViolation     = "08P01"
+	codeFeatureNotSupported   = "0A000"
+	codeAdminShutdown         = "57P01"
+	codeCannotConnectNow      = "57P03"
+	codeInternalError         = "XX000"
+	messageShuttingDown       = "server is shutting down"
+	messageTLSRequiredForAuth = "Gatehouse accepts access tokens only over TLS: connect with sslmode=require (or verify-full)"
+)
+
+// authErrorResponse maps a refused login to the FATAL the client sees.
+func authErrorResponse(err error) *pgproto3.ErrorResponse {
+	var ae *proxy.AuthError
+	if !errors.As(err, &ae) {
+		return fatalResponse(codeInvalidAuthorization, "Gatehouse could not check this login; try again, and tell an administrator if it persists")
+	}
+	code := codeInvalidAuthorization
+	switch ae.Reason {
+	case proxy.TokenInvalid, proxy.TokenExpired, proxy.TokenRevoked:
+		code = codeInvalidPassword
+	case proxy.ControlPlaneDown:
+		code = codeConnectionFailure
+	}
+	return fatalResponse(code, ae.Message)
+}
+
+// isEOF reports whether err is a connection that went away rather than a protocol problem.
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}
+
+// handshake runs the client startup, authorization and upstream connection. It reports whether
+// the session is ready to relay; on false the client has been told why (when it can be).
+func (s *session) handshake(ctx context.Context) bool {
+	for attempt := 0; ; attempt++ {
+		msg, err := readStartup(s.client)
+		if err != nil {
+			var pe *protocolVersionError
+			if errors.As(err, &pe) {
+				s.send(fatalResponse(codeFeatureNotSupported, err.Error()))
+			}
+			if !isEOF(err) && !isTimeout(err) {
+				s.logger.Debug("bad startup packet", "error", err)
+			}
+			return false
+		}
+		if attempt > 2 {
+			s.fatal(codeProtocolViolation, "too many startup negotiation packets")
+			return false
+		}
+		switch m := msg.(type) {
+		case *pgproto3.SSLRequest:
+			if s.secure {
+				s.fatal(codeProtocolViolation, "SSLRequest inside TLS")
+				return false
+			}
+			if s.e.cfg.TLS == nil {
+				if _, err := s.client.Write([]byte{'N'}); err != nil {
+					return false
+				}
+				continue
+			}
+			if _, err := s.client.Write([]byte{'S'}); err != nil {
+				return false
+			}
+			tc := tls.Server(s.client, s.e.cfg.TLS)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				s.logger.Debug("client TLS handshake failed", "error", err)
+				return false
+			}
+			s.client = tc
+			s.cr.Reset(tc)
+			s.cw.Reset(tc)
+			s.secure = true
+		case *pgproto3.GSSEncRequest:
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return false
+			}
+		case *pgproto3.CancelRequest:
+			s.e.cancel(ctx, m, s.clientAddr)
+			return false
+		case *startup:
+			s.startup = m
+			return s.login(ctx)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// login authenticates the client with its access token, authorizes it and connects upstream.
+func (s *session) login(ctx context.Context) bool {
+	p := s.startup.Params
+	if p["replication"] != "" && p["replication"] != "false" && p["replication"] != "0" && p["replication"] != "off" && p["replication"] != "no" {
+		s.fatal(codeFeatureNotSupported, "replication connections are not supported through Gatehouse")
+		return false
+	}
+	if p["user"] == "" {
+		s.fatal(codeInvalidAuthorization, "no user name given: connect as the repository user (user or user@repository)")
+		return false
+	}
+	if !s.secure && !s.e.cfg.AllowPlaintextPasswords {
+		s.fatal(codeInvalidAuthorization, messageTLSRequiredForAuth)
+		return false
+	}
+	if s.startup.Minor != 0 || len(s.startup.Unsupported) > 0 {
+		if err := s.send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: s.startup.Unsupported}); err != nil {
+			return false
+		}
+	}
+	if err := s.send(&pgproto3.AuthenticationCleartextPassword{}); err != nil {
+		return false
+	}
+	typ, body, err := readMessage(s.cr, maxAuthMessageLen)
+	if err != nil {
+		// psql first connects without a password, then asks for one and reconnects.
+		if !isEOF(err) && !isTimeout(err) {
+			s.fatal(codeProtocolViolation, "%v", err)
+		}
+		return false
+	}
+	token, err := decodePassword(typ, body)
+	if err != nil {
+		s.fatal(codeProtocolViolation, "%v", err)
+		return false
+	}
+
+	grant, err := s.e.cfg.Authorizer.Authorize(ctx, proxy.Login{
+		Port: s.e.cfg.Port, Username: p["user"], Token: token, ClientAddr: s.clientAddr,
+	})
+	if err != nil {
+		var ae *proxy.AuthError
+		if errors.As(err, &ae) {
+			s.logger.Info("login refused", "username", p["user"], "reason", int(ae.Reason), "message", ae.Message)
+		} else {
+			s.logger.Error("authorization failed", "username", p["user"], "error", err)
+		}
+		s.send(authErrorResponse(err))
+		return false
+	}
+	s.grant = grant
+
+	up, errResp := s.connectUpstream(ctx)
+	if errResp != nil {
+		s.send(errResp)
+		return false
+	}
+	s.upstream = up
+	if err := s.e.issueKey(s); err != nil {
+		s.fatal(codeInternalError, "cannot issue a cancel key")
+		return false
+	}
+	return s.startSession()
+}
+
+// startSession tells the client it is in, forwarding the upstream's parameters and its
+// ReadyForQuery, and giving it our BackendKeyData instead of the upstream's.
+func (s *session) startSession() bool {
+	out := []interface{ Encode([]byte) ([]byte, error) }{&pgproto3.AuthenticationOk{}}
+	for _, m := range s.upstream.initial {
+		if _, ok := m.(*pgproto3.BackendKeyData); ok {
+			continue
+		}
+		out = append(out, m)
+	}
+	out = append(out, &s.key, s.upstream.ready)
+	if err := s.send(out...); err != nil {
+		return false
+	}
+	s.upstream.initial = nil
+	return true
+}
