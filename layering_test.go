@@ -37,8 +37,9 @@ func layer(pkg string) (int, bool) {
 
 // Adapter-to-adapter imports that are allowed, and why.
 var allowed = map[[2]string]string{
-	{"internal/api", "internal/auth"}: "the API authenticates requests with the auth package's sessions and sidecar JWTs",
-	{"internal/api", "internal/web"}:  "the API mounts the console's handler next to its routes",
+	{"internal/api", "internal/auth"}:     "the API authenticates requests with the auth package's sessions and sidecar JWTs",
+	{"internal/api", "internal/web"}:      "the API mounts the console's handler next to its routes",
+	{"internal/secret", "internal/proxy"}: "the resolver implements proxy.Credentials for a proxy.Target",
 }
 
 // Third-party modules that may appear in one place only, so that each SDK has one home.

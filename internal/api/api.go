@@ -18,6 +18,10 @@ type Config struct {
 	Store     Store
 	Logger    *slog.Logger
 	PublicURL string
+
+	// A sidecar instance is "stale" when its last report is older than StaleAfter and
+	// "disconnected" beyond DisconnectedAfter. Zero values: DefaultStaleAfter, DefaultDisconnectedAfter.
+	StaleAfter, DisconnectedAfter time.Duration
 }
 
 // API is the control plane's HTTP API.
@@ -25,9 +29,14 @@ type API struct {
 	store     Store
 	logger    *slog.Logger
 	publicURL string
+	cfg       Config
 	auth      *auth.Authenticator
 	now       func() time.Time
 	handler   http.Handler
+
+	// documented lists every route registered through handle, in order; the OpenAPI document is
+	// built from it.
+	documented []route
 }
 
 // New returns the API for cfg.
@@ -48,12 +57,13 @@ func New(cfg Config) (*API, error) {
 		store:     cfg.Store,
 		logger:    logger,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
+		cfg:       cfg,
 		auth:      authn,
 		now:       time.Now,
 	}
 	mux := http.NewServeMux()
 	for _, rt := range a.routes() {
-		mux.Handle(rt.Method+" "+rt.Path, a.guard(rt))
+		a.handle(mux, rt)
 	}
 	a.registerSidecarRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -76,10 +86,18 @@ func caller(ctx context.Context) *gatehouse.User {
 
 func isAdmin(u *gatehouse.User) bool { return u != nil && u.Role == gatehouse.RoleAdmin }
 
+// handle registers rt on mux behind guard and lists it in the OpenAPI document. Register every
+// route through it (registerSidecarRoutes too), so the document and a test that checks it against
+// the table see it.
+func (a *API) handle(mux *http.ServeMux, rt route) {
+	mux.Handle(rt.Method+" "+rt.Path, a.guard(rt))
+	a.documented = append(a.documented, rt)
+}
+
 // guard authenticates and authorises a request for rt before its handler runs.
 func (a *API) guard(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.Access != public {
+		if rt.Access != public && rt.Access != sidecarAuth {
 			u, err := a.auth.Authenticate(r.Context(), r)
 			if err != nil {
 				a.fail(w, r, err)

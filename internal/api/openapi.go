@@ -49,14 +49,17 @@ func (a *API) openAPIDocument() object {
 		},
 	}
 	paths := object{}
-	for _, rt := range a.routes() {
+	for _, rt := range a.documented {
 		op := object{
 			"operationId": operationID(rt),
 			"summary":     rt.Summary,
 			"tags":        []string{tag(rt.Path)},
 		}
-		if rt.Access == public {
+		switch rt.Access {
+		case public:
 			op["security"] = []any{}
+		case sidecarAuth:
+			op["security"] = []any{object{"sidecarJWT": []string{}}}
 		}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
@@ -97,9 +100,12 @@ func (a *API) openAPIDocument() object {
 			"version":     "1",
 			"description": "Sign in with POST /api/v1/login and send the token as Authorization: Bearer TOKEN. Request bodies are decoded strictly: unknown fields are refused.",
 		},
-		"paths":      paths,
-		"security":   []any{object{"bearer": []string{}}},
-		"components": object{"schemas": schemas, "securitySchemes": object{"bearer": object{"type": "http", "scheme": "bearer"}}},
+		"paths":    paths,
+		"security": []any{object{"bearer": []string{}}},
+		"components": object{"schemas": schemas, "securitySchemes": object{
+			"bearer":     object{"type": "http", "scheme": "bearer", "description": "a session token from POST /api/v1/login"},
+			"sidecarJWT": object{"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a JWT the sidecar signs with its registered RSA key"},
+		}},
 	}
 	if a.publicURL != "" {
 		doc["servers"] = []any{object{"url": a.publicURL}}
@@ -143,6 +149,13 @@ func sortedKeys(m map[string]string) []string {
 
 var timeType = reflect.TypeFor[time.Time]()
 
+// readOnly names the fields the server assigns; requests may carry them (a GET answer sent back
+// with PUT) but they are ignored.
+var readOnly = map[string]bool{
+	"id": true, "created_at": true, "updated_at": true, "revoked_at": true, "owner": true,
+	"sidecar_id": true, "groups": true, "control_plane_url": true, "token": true,
+}
+
 // schemaOf returns the JSON schema of t, adding named struct types to schemas and referring to them.
 func schemaOf(t reflect.Type, schemas object) object {
 	for t.Kind() == reflect.Pointer {
@@ -174,7 +187,17 @@ func schemaOf(t reflect.Type, schemas object) object {
 			schemas[name] = object{} // placeholder against recursion
 			props := object{}
 			for _, f := range jsonFields(t) {
-				props[f.Name] = schemaOf(f.Type, schemas)
+				sch := schemaOf(f.Type, schemas)
+				if readOnly[f.Name] {
+					if _, isRef := sch["$ref"]; isRef {
+						sch = object{"allOf": []any{sch}}
+					}
+					sch["readOnly"] = true
+				}
+				if f.Name == "password" && t != reflect.TypeFor[loginRequest]() {
+					sch["writeOnly"] = true
+				}
+				props[f.Name] = sch
 			}
 			schemas[name] = object{"type": "object", "additionalProperties": false, "properties": props}
 		}

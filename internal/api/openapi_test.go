@@ -55,8 +55,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			documented = append(documented, strings.ToUpper(method)+" "+path)
 		}
 	}
-	for _, rt := range a.routes() {
+	for _, rt := range a.documented {
 		registered = append(registered, rt.Method+" "+rt.Path)
+	}
+	if len(a.documented) < len(a.routes()) {
+		t.Errorf("only %d of the %d table routes were registered", len(a.documented), len(a.routes()))
 	}
 	sort.Strings(documented)
 	sort.Strings(registered)
@@ -65,7 +68,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 
 	param := regexp.MustCompile(`\{[^}]+\}`)
-	for _, rt := range a.routes() {
+	for _, rt := range a.documented {
 		path := param.ReplaceAllStringFunc(rt.Path, func(p string) string {
 			if p == "{port}" {
 				return "15432"
@@ -95,7 +98,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 func TestRouteTableIsWellFormed(t *testing.T) {
 	a, _ := newBare(t)
 	seen := map[string]bool{}
-	for _, rt := range a.routes() {
+	for _, rt := range a.documented {
 		key := rt.Method + " " + rt.Path
 		if seen[key] {
 			t.Errorf("%s appears twice", key)

@@ -13,6 +13,7 @@ const (
 	public        access = iota // anyone
 	authenticated               // any signed-in user
 	adminOnly                   // signed-in admins; data consumers get 403
+	sidecarAuth                 // sidecars: the handler checks the sidecar's signed JWT itself
 )
 
 // route is one API endpoint. The ServeMux and the OpenAPI document are both built from routes(), so

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -57,22 +56,37 @@ func (a *API) registerSidecarRoutes(mux *http.ServeMux) {
 	s := &sidecarSync{
 		a:                 a,
 		verifier:          &auth.SidecarVerifier{Store: a.store, Audiences: []string{a.publicURL}, Now: func() time.Time { return a.now() }},
-		staleAfter:        envDuration("GATEHOUSE_SIDECAR_STALE_AFTER", DefaultStaleAfter),
-		disconnectedAfter: envDuration("GATEHOUSE_SIDECAR_DISCONNECTED_AFTER", DefaultDisconnectedAfter),
+		staleAfter:        orDefault(a.cfg.StaleAfter, DefaultStaleAfter),
+		disconnectedAfter: orDefault(a.cfg.DisconnectedAfter, DefaultDisconnectedAfter),
 	}
-	mux.Handle("GET "+syncapi.ConfigPath, s.sidecarOnly(s.config))
-	mux.Handle("POST "+syncapi.ReportPath, s.sidecarOnly(s.report))
-	mux.Handle("GET "+syncapi.TokenLookupPath+"{hash}", s.sidecarOnly(s.token))
-	rt := route{
+	a.handle(mux, route{
+		Method: "GET", Path: syncapi.ConfigPath, Access: sidecarAuth,
+		Summary: "Sidecars: long-poll the calling sidecar's configuration snapshot; 304 when nothing newer than since arrives within wait",
+		Query: map[string]string{
+			"since": "the config version the sidecar runs; answered as soon as the control plane's differs",
+			"wait":  "how long to wait for a newer version, like 25s (at most 30s)",
+		},
+		Response: syncapi.Snapshot{}, Status: 200, handle: s.sidecarOnly(s.config),
+	})
+	a.handle(mux, route{
+		Method: "POST", Path: syncapi.ReportPath, Access: sidecarAuth,
+		Summary: "Sidecars: report the calling instance's state (heartbeat)",
+		Request: syncapi.Report{}, Status: 204, handle: s.sidecarOnly(s.report),
+	})
+	a.handle(mux, route{
+		Method: "GET", Path: syncapi.TokenLookupPath + "{hash}", Access: sidecarAuth,
+		Summary:  "Sidecars: look up an active access token the snapshot did not have, by the hex SHA-256 of its secret",
+		Response: syncapi.TokenLookup{}, Status: 200, handle: s.sidecarOnly(s.token),
+	})
+	a.handle(mux, route{
 		Method: "GET", Path: "/api/v1/sidecars/{id}/instances", Access: adminOnly,
 		Summary:  "List a sidecar's instances with their status (healthy, stale, disconnected) from their last report",
 		Response: []gatehouse.SidecarInstance{}, Status: 200, handle: s.instances,
-	}
-	mux.Handle(rt.Method+" "+rt.Path, a.guard(rt))
+	})
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
 		return d
 	}
 	return def
@@ -82,8 +96,8 @@ type sidecarKey struct{}
 
 // sidecarOnly authenticates the sidecar's JWT. Refusals get a generic 401; the reason goes to the
 // log, so a caller probing keys learns nothing.
-func (s *sidecarSync) sidecarOnly(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func (s *sidecarSync) sidecarOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		v := *s.verifier
 		if s.a.publicURL == "" {
 			v.Audiences = []string{requestURL(r)}
@@ -100,7 +114,7 @@ func (s *sidecarSync) sidecarOnly(h http.HandlerFunc) http.Handler {
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), sidecarKey{}, p)))
-	})
+	}
 }
 
 func requestURL(r *http.Request) string {
@@ -115,8 +129,8 @@ func principal(r *http.Request) *auth.SidecarPrincipal {
 	return p
 }
 
-// config is the long-poll: 200 with a snapshot once the config version exceeds since, 304 when
-// wait runs out first. The sidecar is the one that signed the request; there is no way to ask for
+// config is the long-poll: 200 with a snapshot once the config version differs from since, 304
+// when wait runs out first. The sidecar is the one that signed the request; there is no way to ask for
 // another sidecar's configuration.
 func (s *sidecarSync) config(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -149,7 +163,9 @@ func (s *sidecarSync) config(w http.ResponseWriter, r *http.Request) {
 			s.a.fail(w, r, err)
 			return
 		}
-		if v > since {
+		// A version below since means the store is not the one the sidecar synced from (restored
+		// from a backup, or replaced): answer at once rather than wait for it to catch up.
+		if v != since {
 			snap, err := buildSnapshot(ctx, s.a.store, principal(r).Sidecar.ID, v, s.a.now())
 			if err != nil {
 				if gatehouse.ErrorCode(err) == gatehouse.ECodeNotFound {
@@ -189,6 +205,7 @@ func buildSnapshot(ctx context.Context, st Store, id string, version int64, now 
 		Repositories:          []gatehouse.Repository{},
 		RepositoryUsers:       []gatehouse.RepositoryUser{},
 		ImpersonationPolicies: []gatehouse.ImpersonationPolicy{},
+		AccessPolicies:        []gatehouse.AccessPolicy{},
 		Tokens:                []syncapi.TokenVerifier{},
 		Users:                 []syncapi.User{},
 	}
@@ -226,6 +243,17 @@ func buildSnapshot(ctx context.Context, st Store, id string, version int64, now 
 			snap.ImpersonationPolicies = append(snap.ImpersonationPolicies, p)
 		}
 	}
+	if al, ok := st.(accessPolicyLister); ok {
+		aps, err := al.ListAccessPolicies(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range aps {
+			if bound[p.Repository] {
+				snap.AccessPolicies = append(snap.AccessPolicies, p)
+			}
+		}
+	}
 	users, err := st.ListUsers(ctx)
 	if err != nil {
 		return nil, err
@@ -255,6 +283,12 @@ func buildSnapshot(ctx context.Context, st Store, id string, version int64, now 
 	}
 	snap.Ports, snap.Bindings = nonNil(snap.Ports), nonNil(snap.Bindings)
 	return snap, nil
+}
+
+// accessPolicyLister is the store method access policies will be listed with; until the Store
+// interface has it, a snapshot carries none.
+type accessPolicyLister interface {
+	ListAccessPolicies(ctx context.Context, repository string) ([]gatehouse.AccessPolicy, error) // "" = all
 }
 
 func verifier(t gatehouse.AccessToken) syncapi.TokenVerifier {
@@ -389,4 +423,3 @@ func instanceStatus(age, staleAfter, disconnectedAfter time.Duration) string {
 	}
 	return InstanceDisconnected
 }
-

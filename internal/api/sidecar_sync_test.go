@@ -35,6 +35,7 @@ type syncStore struct {
 	repos     []gatehouse.Repository
 	repoUsers []gatehouse.RepositoryUser
 	policies  []gatehouse.ImpersonationPolicy
+	access    []gatehouse.AccessPolicy
 	users     []gatehouse.User
 	tokens    []gatehouse.AccessToken
 	instances []gatehouse.SidecarInstance
@@ -103,6 +104,10 @@ func (s *syncStore) ListRepositoryUsers(_ context.Context, repo string) ([]gateh
 
 func (s *syncStore) ListImpersonationPolicies(context.Context, string) ([]gatehouse.ImpersonationPolicy, error) {
 	return s.policies, nil
+}
+
+func (s *syncStore) ListAccessPolicies(context.Context, string) ([]gatehouse.AccessPolicy, error) {
+	return s.access, nil
 }
 
 func (s *syncStore) ListUsers(context.Context) ([]gatehouse.User, error) { return s.users, nil }
@@ -223,6 +228,10 @@ func newSyncFixture(t *testing.T) *syncFixture {
 			{Name: "hr", Repository: "hr", Rules: []gatehouse.ImpersonationRule{{Groups: []string{"hr"}, RepositoryUsers: []string{"hr_reader"}}}},
 			{Name: "sales", Repository: "sales", Rules: []gatehouse.ImpersonationRule{{Groups: []string{"eng"}, RepositoryUsers: []string{"reader"}}}},
 		},
+		access: []gatehouse.AccessPolicy{
+			{Name: "hr-ro", Repository: "hr", Mode: gatehouse.AccessEnforce, Rules: []gatehouse.AccessRule{{Effect: gatehouse.EffectAllow, Objects: []string{"*"}, Operations: []string{gatehouse.OpSelect}}}},
+			{Name: "sales-ro", Repository: "sales", Mode: gatehouse.AccessMonitor, Rules: []gatehouse.AccessRule{{Effect: gatehouse.EffectDeny, Objects: []string{"*"}, Operations: []string{gatehouse.OpDDL}}}},
+		},
 		users: []gatehouse.User{
 			{Name: "admin", Role: gatehouse.RoleAdmin, Active: true},
 			{Name: "alice", Active: true, Groups: []string{"eng"}, Role: gatehouse.RoleDataConsumer},
@@ -289,6 +298,7 @@ func TestSidecarConfig(t *testing.T) {
 		Repositories:          []gatehouse.Repository{f.store.repos[1]},
 		RepositoryUsers:       []gatehouse.RepositoryUser{f.store.repoUsers[1]},
 		ImpersonationPolicies: []gatehouse.ImpersonationPolicy{f.store.policies[1]},
+		AccessPolicies:        []gatehouse.AccessPolicy{f.store.access[1]},
 		Tokens:                []syncapi.TokenVerifier{{ID: "t1", Hash: hash, Owner: "alice", ExpiresAt: f.store.tokens[0].ExpiresAt}},
 		Users:                 []syncapi.User{{Name: "alice", Active: true, Groups: []string{"eng"}}},
 	}
@@ -303,6 +313,12 @@ func TestSidecarConfig(t *testing.T) {
 	}
 	if d := time.Since(start); d < 400*time.Millisecond {
 		t.Errorf("304 after %s; want after the wait", d)
+	}
+
+	// A sidecar ahead of the store (restored from a backup) gets the store's version at once.
+	start = time.Now()
+	if snap, err := c.Config(ctx, 99, 5*time.Second); err != nil || snap == nil || snap.Version != 3 || time.Since(start) > time.Second {
+		t.Errorf("Config(since=99) = %v, %v after %s; want version 3 at once", snap, err, time.Since(start))
 	}
 
 	// A change during the wait answers the poll promptly.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +29,9 @@ Each flag falls back to an environment variable when not given:
   --data-dir    GATEHOUSE_DATA_DIR    (default ./gatehouse-data)
   --listen      GATEHOUSE_LISTEN      (default 127.0.0.1:8080; port 0 picks a free port)
   --store       GATEHOUSE_STORE       (default: SQLite in the data directory)
-  --public-url  GATEHOUSE_PUBLIC_URL  (the URL sidecars and users reach this server at)`,
+  --public-url  GATEHOUSE_PUBLIC_URL  (the URL sidecars and users reach this server at)
+  --instance-stale-after         GATEHOUSE_SIDECAR_STALE_AFTER         (default 15s)
+  --instance-disconnected-after  GATEHOUSE_SIDECAR_DISCONNECTED_AFTER  (default 60s)`,
 		Example: `  gatehouse server
   gatehouse server --data-dir /var/lib/gatehouse --listen 0.0.0.0:8080 --public-url https://gatehouse.example.com
   gatehouse server --store 'postgres://gatehouse@db.example.com/gatehouse?sslmode=verify-full'`,
@@ -38,6 +41,13 @@ Each flag falls back to an environment variable when not given:
 			fallback(e, &cfg.Listen, "GATEHOUSE_LISTEN", "127.0.0.1:8080")
 			fallback(e, &cfg.StoreURL, "GATEHOUSE_STORE", "")
 			fallback(e, &cfg.PublicURL, "GATEHOUSE_PUBLIC_URL", "")
+			var err error
+			if cfg.InstanceStaleAfter, err = durationFallback(e, cmd, "instance-stale-after", "GATEHOUSE_SIDECAR_STALE_AFTER"); err != nil {
+				return err
+			}
+			if cfg.InstanceDisconnectedAfter, err = durationFallback(e, cmd, "instance-disconnected-after", "GATEHOUSE_SIDECAR_DISCONNECTED_AFTER"); err != nil {
+				return err
+			}
 			cfg.AdminPassword = e.Getenv("GATEHOUSE_ADMIN_PASSWORD")
 			cfg.Stdout = e.Stdout
 			cfg.Logger = e.logger()
@@ -49,6 +59,8 @@ Each flag falls back to an environment variable when not given:
 	f.StringVar(&cfg.Listen, "listen", "", "address to serve the API on, HOST:PORT (default 127.0.0.1:8080)")
 	f.StringVar(&cfg.StoreURL, "store", "", "PostgreSQL store URL, postgres://... (default: SQLite in --data-dir)")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "URL sidecars and users reach this control plane at (default: the listen address)")
+	f.Duration("instance-stale-after", 0, "a sidecar instance silent this long shows as stale (default 15s)")
+	f.Duration("instance-disconnected-after", 0, "a sidecar instance silent this long shows as disconnected (default 60s)")
 	return cmd
 }
 
@@ -59,6 +71,23 @@ func fallback(e *env, v *string, name, def string) {
 	if *v == "" {
 		*v = def
 	}
+}
+
+// durationFallback reads a duration flag, falling back to an environment variable; 0 means default.
+func durationFallback(e *env, cmd *cobra.Command, flag, envName string) (time.Duration, error) {
+	if cmd.Flags().Changed(flag) {
+		d, _ := cmd.Flags().GetDuration(flag)
+		return d, nil
+	}
+	v := e.Getenv(envName)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, usageErrorf("%s=%q: must be a positive duration such as 15s", envName, v)
+	}
+	return d, nil
 }
 
 func runServer(ctx context.Context, e *env, cfg controlplane.Config) error {

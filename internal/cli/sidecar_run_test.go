@@ -127,4 +127,3 @@ func TestSidecarRunUsage(t *testing.T) {
 		t.Errorf("missing key file: exit %d, %s", code, stderr)
 	}
 }
-

@@ -28,9 +28,6 @@ const (
 	DefaultListen  = "127.0.0.1:8080"
 )
 
-// AdminPasswordEnv names the environment variable New reads when Config.AdminPassword is empty.
-const AdminPasswordEnv = "GATEHOUSE_ADMIN_PASSWORD"
-
 // shutdownTimeout bounds how long Run waits for in-flight requests once its context ends.
 const shutdownTimeout = 10 * time.Second
 
@@ -40,9 +37,12 @@ type Config struct {
 	Listen        string // default 127.0.0.1:8080; port 0 picks a free port
 	StoreURL      string // "" = SQLite in DataDir; postgres://... for PostgreSQL
 	PublicURL     string // "" = http://<actual listen address>
-	AdminPassword string // "" = $GATEHOUSE_ADMIN_PASSWORD, else generated and printed once to Stdout
+	AdminPassword string // first start only; "" = generated and printed once to Stdout (the CLI passes $GATEHOUSE_ADMIN_PASSWORD)
 	Stdout        io.Writer
 	Logger        *slog.Logger
+
+	// Instance status thresholds for GET /api/v1/sidecars/{id}/instances (zero: 15s and 60s).
+	InstanceStaleAfter, InstanceDisconnectedAfter time.Duration
 }
 
 // Server is a running control plane.
@@ -52,6 +52,11 @@ type Server struct {
 	http     *http.Server
 	url      string
 	logger   *slog.Logger
+
+	// stopping is cancelled when shutdown begins; every request's context derives from it, so
+	// sidecars' long-polls return at once instead of holding the shutdown for its whole grace period.
+	stopping context.Context
+	stop     context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -91,11 +96,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			st.Close()
 		}
 	}()
-	password := cfg.AdminPassword
-	if password == "" {
-		password = os.Getenv(AdminPasswordEnv)
-	}
-	if err := auth.Bootstrap(ctx, st, password, stdout); err != nil {
+	if err := auth.Bootstrap(ctx, st, cfg.AdminPassword, stdout); err != nil {
 		return nil, err
 	}
 	listen := cfg.Listen
@@ -111,12 +112,18 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if url == "" {
 		url = "http://" + ln.Addr().String()
 	}
-	a, err := api.New(api.Config{Store: st, Logger: cfg.Logger, PublicURL: url})
+	a, err := api.New(api.Config{
+		Store: st, Logger: cfg.Logger, PublicURL: url,
+		StaleAfter: cfg.InstanceStaleAfter, DisconnectedAfter: cfg.InstanceDisconnectedAfter,
+	})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
+	stopping, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Server{
+		stopping: stopping,
+		stop:     stop,
 		store:    st,
 		listener: ln,
 		url:      url,
@@ -125,6 +132,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			Handler:           a.Handler(),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			BaseContext:       func(net.Listener) context.Context { return stopping },
 		},
 	}
 	return s, nil
@@ -149,6 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
+	s.stop()
 	err := s.http.Shutdown(sctx)
 	<-errc
 	if err != nil {
@@ -160,6 +169,7 @@ func (s *Server) Run(ctx context.Context) error {
 // Close stops serving at once and closes the store. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.stop()
 		err := s.http.Close()
 		if lerr := s.listener.Close(); err == nil && lerr != nil && !errors.Is(lerr, net.ErrClosed) {
 			err = lerr

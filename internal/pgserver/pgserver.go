@@ -518,16 +518,22 @@ func serverCredential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil
 }
 
-// ChownForServer makes path owned by the user a server started by this process runs as, so that
-// files named in Config.Settings (a TLS key must be 0600 and owned by the server's user) are
-// readable by it. It does nothing when the caller is not root, since the server then runs as the
-// caller.
+// ChownForServer makes path owned by the user a server started by this process runs as, and lets
+// that user reach it, so that files named in Config.Settings are usable by the server (PostgreSQL
+// wants ssl_key_file to be 0600 and owned by the server's user). When the caller is root, the
+// server runs as "postgres": path is given to that user, and directories above it inside the
+// temporary directory get the search bit for others (t.TempDir's parents are 0700). It does nothing
+// when the caller is not root, since the server then runs as the caller.
 func ChownForServer(path string) error {
 	cred, err := serverCredential()
-	if err != nil {
+	if err != nil || cred == nil {
 		return err
 	}
-	return chownTo(path, cred)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("chown for server: %w", err)
+	}
+	return makeSearchable(abs, cred)
 }
 
 func chownTo(path string, cred *syscall.Credential) error {
@@ -540,15 +546,15 @@ func chownTo(path string, cred *syscall.Credential) error {
 	return nil
 }
 
-// makeSearchable gives dir to the server's user and makes sure that user can reach it: directories
+// makeSearchable gives path to the server's user and makes sure that user can reach it: directories
 // above it that only root may enter (t.TempDir's parent is 0700) get the search bit for others when
 // they are inside the temporary directory; elsewhere it is an error that says what to change.
-func makeSearchable(dir string, cred *syscall.Credential) error {
-	if err := chownTo(dir, cred); err != nil {
+func makeSearchable(path string, cred *syscall.Credential) error {
+	if err := chownTo(path, cred); err != nil {
 		return err
 	}
 	tmp, _ := filepath.Abs(os.TempDir())
-	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+	for p := filepath.Dir(path); ; p = filepath.Dir(p) {
 		st, err := os.Stat(p)
 		if err != nil {
 			return fmt.Errorf("server directory: %w", err)

@@ -3,7 +3,14 @@ package pgserver_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -218,4 +225,69 @@ func TestRestartKeepsData(t *testing.T) {
 		t.Fatalf("database from the first run: %v", err)
 	}
 	conn.Close(ctx)
+}
+
+// TestTLSSettings turns TLS on with a key and certificate made by the test, which is what the proxy
+// tests do to give the upstream a certificate to verify.
+func TestTLSSettings(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{certPath, keyPath} {
+		if err := pgserver.ChownForServer(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	srv, err := pgserver.Start(ctx, pgserver.Config{
+		Settings: map[string]string{"ssl": "on", "ssl_cert_file": certPath, "ssl_key_file": keyPath},
+		HBA:      []string{"hostssl all all 127.0.0.1/32 scram-sha-256"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+
+	if c, err := pgx.Connect(ctx, srv.DSN("postgres")); err == nil {
+		c.Close(ctx)
+		t.Error("connected without TLS although pg_hba.conf allows only hostssl")
+	}
+	conn, err := pgx.Connect(ctx, strings.Replace(srv.DSN("postgres"), "sslmode=disable", "sslmode=require", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var ssl bool
+	if err := conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil {
+		t.Fatal(err)
+	}
+	if !ssl {
+		t.Error("session is not encrypted")
+	}
 }

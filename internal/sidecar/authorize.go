@@ -10,12 +10,12 @@ import (
 	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
 
-// How long answers of the control plane's token lookup are kept. A positive answer is also
-// dropped as soon as a snapshot at least as new as the answer is applied (the snapshot then speaks
-// for the token); a negative one is kept briefly so a client retrying a bad token does not turn
-// into a stream of lookups.
+// Answers of the control plane's token lookup are cached. A positive answer stands until a snapshot
+// at least as new as the answer is applied (the snapshot then speaks for the token) or the token
+// expires, so a session it granted survives an outage like one granted from the snapshot. A
+// negative answer is kept briefly, so a client retrying a bad token does not turn into a stream
+// of lookups.
 const (
-	lookupPositiveTTL = 30 * time.Second
 	lookupNegativeTTL = 5 * time.Second
 	lookupTimeout     = 3 * time.Second
 	maxLookupEntries  = 10000
@@ -23,10 +23,9 @@ const (
 
 // Messages for logins the sidecar cannot decide without the control plane.
 const (
-	msgNoConfig       = "this sidecar has not received its configuration from the control plane yet; try again shortly"
-	msgControlPlane   = "access token not known to this sidecar and the control plane is unreachable; tokens created during an outage work once it is back"
-	msgTokenNotKnown  = "access token not recognised (unknown, expired or revoked); create a new one with: gatehouse token create"
-	msgSessionRevoked = "access token revoked, or the permission it relied on was removed"
+	msgNoConfig      = "this sidecar has not received its configuration from the control plane yet; try again shortly"
+	msgControlPlane  = "access token not known to this sidecar and the control plane is unreachable; tokens created during an outage work once it is back"
+	msgTokenNotKnown = "access token not recognised (unknown, expired or revoked); create a new one with: gatehouse token create"
 )
 
 var _ proxy.Authorizer = (*Sidecar)(nil)
@@ -180,16 +179,16 @@ func (s *Sidecar) lookup(hash string) (lookupEntry, error) {
 func (s *Sidecar) storeLookup(hash string, e lookupEntry, now time.Time) {
 	if len(s.authz.lookups) >= maxLookupEntries {
 		for h, old := range s.authz.lookups {
-			if !now.Before(old.until) {
-				delete(s.authz.lookups, h)
+			if !now.Before(old.until) || !old.found {
+				delete(s.authz.lookups, h) // expired, or negative: cheap to ask again
 			}
 		}
-		if len(s.authz.lookups) >= maxLookupEntries {
-			clear(s.authz.lookups)
+		if len(s.authz.lookups) >= maxLookupEntries && !e.found {
+			return
 		}
 	}
 	if e.found {
-		e.until = now.Add(lookupPositiveTTL)
+		e.until = e.token.ExpiresAt
 	} else {
 		e.until = now.Add(lookupNegativeTTL)
 	}

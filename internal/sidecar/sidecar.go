@@ -96,7 +96,7 @@ type Sidecar struct {
 	client     *syncapi.Client
 	lookups    tokenLookuper
 	tls        *tls.Config
-	creds      proxy.Credentials
+	creds      *credentialErrors
 	engines    map[gatehouse.DatabaseType]EngineFactory
 	now        func() time.Time
 
@@ -188,18 +188,30 @@ func New(cfg Config) (*Sidecar, error) {
 	if s.engines == nil {
 		s.engines = DefaultEngines()
 	}
-	s.creds = cfg.Credentials
-	if s.creds == nil {
-		if s.creds, err = DefaultCredentials(s.logger); err != nil {
+	creds := cfg.Credentials
+	if creds == nil {
+		if creds, err = DefaultCredentials(s.logger); err != nil {
 			return nil, err
 		}
 	}
+	s.creds = &credentialErrors{next: creds, now: time.Now, errs: map[string]credentialError{}}
 	s.listeners = newListeners(cfg.ListenHost, s.newEngine, s.logger)
 	return s, nil
 }
 
 // InstanceID returns this process's instance ID, as the control plane lists it.
 func (s *Sidecar) InstanceID() string { return s.instanceID }
+
+// AccessPolicies returns the access management policies in force for repository, and whether this
+// sidecar lets statements it cannot parse run (allow_unsupported_queries). Engines evaluate them
+// per statement; the slice must not be modified.
+func (s *Sidecar) AccessPolicies(repository string) (policies []gatehouse.AccessPolicy, allowUnsupported bool) {
+	st := s.state.Load()
+	if st == nil {
+		return nil, false
+	}
+	return st.access[repository], st.settings.AllowUnsupportedQueries
+}
 
 func (s *Sidecar) newEngine(p gatehouse.ListenerPort) (proxy.Engine, error) {
 	f, ok := s.engines[p.Type]
@@ -248,7 +260,7 @@ func (s *Sidecar) syncLoop(ctx context.Context) error {
 			s.lastSync.Store(&msg)
 			var se *syncapi.StatusError
 			if errors.As(err, &se) && se.StatusCode == http.StatusUnauthorized {
-				s.logger.Error(fmt.Sprintf("control plane refused this sidecar's credentials, retrying in %s: check the sidecar ID and that this key's public half is registered", delay.Round(time.Millisecond)), "err", err)
+				s.logger.Error(fmt.Sprintf("control plane refused this sidecar's credentials, retrying in %s: check the sidecar ID, that this key's public half is registered, and that the clocks agree", delay.Round(time.Millisecond)), "err", err)
 			} else {
 				s.logger.Warn(fmt.Sprintf("control plane unreachable, retrying in %s: %v", delay.Round(time.Millisecond), err))
 			}
@@ -306,6 +318,7 @@ func (s *Sidecar) reportLoop(ctx context.Context) error {
 
 func (s *Sidecar) report(ctx context.Context) error {
 	ports, errs := s.listeners.status()
+	errs = append(errs, s.creds.recent()...)
 	var version int64
 	if st := s.state.Load(); st != nil {
 		version = st.version

@@ -146,9 +146,9 @@ func baseSnapshot(port int) func(s *syncapi.Snapshot) {
 	return func(s *syncapi.Snapshot) {
 		exp := time.Now().Add(time.Hour)
 		*s = syncapi.Snapshot{
-			Version: s.Version,
-			Sidecar: syncapi.Settings{ID: "sc1"},
-			Ports:   []gatehouse.ListenerPort{{SidecarID: "sc1", Port: port, Type: gatehouse.PostgreSQL, Version: "15"}},
+			Version:  s.Version,
+			Sidecar:  syncapi.Settings{ID: "sc1"},
+			Ports:    []gatehouse.ListenerPort{{SidecarID: "sc1", Port: port, Type: gatehouse.PostgreSQL, Version: "15"}},
 			Bindings: []gatehouse.Binding{{SidecarID: "sc1", Port: port, Repository: "sales"}},
 			Repositories: []gatehouse.Repository{
 				{Name: "sales", Type: gatehouse.PostgreSQL, Version: "15", Hostname: "db.internal", Port: 5432, TLSMode: gatehouse.TLSPrefer},
@@ -568,5 +568,136 @@ func TestNewErrors(t *testing.T) {
 				t.Errorf("New = %v; want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAccessPolicies(t *testing.T) {
+	s := &Sidecar{}
+	if ps, allow := s.AccessPolicies("sales"); ps != nil || allow {
+		t.Errorf("before any snapshot: %v, %v", ps, allow)
+	}
+	ap := gatehouse.AccessPolicy{Name: "ro", Repository: "sales", Mode: gatehouse.AccessEnforce}
+	s.state.Store(newState(&syncapi.Snapshot{
+		Sidecar:        syncapi.Settings{ID: "sc1", AllowUnsupportedQueries: true},
+		AccessPolicies: []gatehouse.AccessPolicy{ap, {Name: "other", Repository: "hr"}},
+	}))
+	ps, allow := s.AccessPolicies("sales")
+	if diff := cmp.Diff([]gatehouse.AccessPolicy{ap}, ps); diff != "" || !allow {
+		t.Errorf("AccessPolicies(sales) = %v (-want +got):\n%s", allow, diff)
+	}
+}
+
+// credEngine fetches the credential of reader@sales (an env reference to an unset variable) for
+// every connection.
+type credEngine struct{ p EngineParams }
+
+func (e *credEngine) Serve(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	e.p.Credentials.Credential(ctx, proxy.Target{
+		Repository: gatehouse.Repository{Name: "sales"},
+		User:       gatehouse.RepositoryUser{Repository: "sales", Username: "reader", Secret: gatehouse.SecretRef{Source: gatehouse.SourceEnv, Name: "GATEHOUSE_TEST_NEVER_SET"}},
+	})
+}
+
+func TestCredentialErrorsReported(t *testing.T) {
+	cp := newFakeControlPlane(t)
+	port := freePort(t)
+	cp.update(baseSnapshot(port))
+	startSidecar(t, cp, func(c *Config) {
+		c.Engines = map[gatehouse.DatabaseType]EngineFactory{
+			gatehouse.PostgreSQL: func(p EngineParams) (proxy.Engine, error) { return &credEngine{p: p}, nil },
+		}
+	})
+	eventually(t, 2*time.Second, "port opens", func() bool { return portOpen(port) })
+	eventually(t, 2*time.Second, "report names the failed credential", func() bool {
+		portOpen(port)
+		r, ok := cp.lastReport()
+		return ok && len(r.Errors) == 1 && strings.Contains(r.Errors[0], "credential for reader@sales") && strings.Contains(r.Errors[0], "GATEHOUSE_TEST_NEVER_SET")
+	})
+}
+
+type flakyCredentials struct{ fail bool }
+
+func (f *flakyCredentials) Credential(context.Context, proxy.Target) (gatehouse.Credential, error) {
+	if f.fail {
+		return gatehouse.Credential{}, errors.New("source unreachable")
+	}
+	return gatehouse.NewCredential("s3cret"), nil
+}
+func (f *flakyCredentials) Invalidate(proxy.Target) {}
+
+func TestCredentialErrorsClear(t *testing.T) {
+	now := time.Now()
+	src := &flakyCredentials{fail: true}
+	c := &credentialErrors{next: src, now: func() time.Time { return now }, errs: map[string]credentialError{}}
+	tgt := proxy.Target{Repository: gatehouse.Repository{Name: "r"}, User: gatehouse.RepositoryUser{Username: "u"}}
+	c.Credential(context.Background(), tgt)
+	if diff := cmp.Diff([]string{"credential for u@r: source unreachable"}, c.recent()); diff != "" {
+		t.Errorf("after a failure (-want +got):\n%s", diff)
+	}
+	src.fail = false
+	c.Credential(context.Background(), tgt)
+	if got := c.recent(); len(got) != 0 {
+		t.Errorf("after a success: %v", got)
+	}
+	src.fail = true
+	c.Credential(context.Background(), tgt)
+	now = now.Add(credentialErrorTTL + time.Second)
+	if got := c.recent(); len(got) != 0 {
+		t.Errorf("after the TTL: %v", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.Credential(ctx, tgt)
+	if got := c.recent(); len(got) != 0 {
+		t.Errorf("a cancelled fetch was recorded: %v", got)
+	}
+}
+
+type fixedLookup struct{ l syncapi.TokenLookup }
+
+func (f fixedLookup) LookupToken(_ context.Context, hash string) (*syncapi.TokenLookup, error) {
+	if hash != f.l.Token.Hash {
+		return nil, syncapi.ErrTokenNotFound
+	}
+	l := f.l
+	return &l, nil
+}
+
+// A session granted from a lookup answer lasts like one granted from the snapshot: through an
+// outage, until a snapshot at least as new as the answer drops the token.
+func TestLookupGrantOutlivesOutage(t *testing.T) {
+	const fresh = "gh1_freshFreshFreshFreshFresh01"
+	port := 15432
+	snap := &syncapi.Snapshot{Version: 1}
+	baseSnapshot(port)(snap)
+	snap.Version = 1
+	s := &Sidecar{now: time.Now, logger: slog.New(slog.DiscardHandler), authz: authz{
+		lookups: map[string]lookupEntry{}, watches: map[*grantWatch]struct{}{}, flights: map[string]*flight{},
+	}, lookups: fixedLookup{syncapi.TokenLookup{
+		Token:         syncapi.TokenVerifier{ID: "t-fresh", Hash: syncapi.HashToken(fresh), Owner: "alice@example.com", ExpiresAt: time.Now().Add(time.Hour)},
+		User:          syncapi.User{Name: "alice@example.com", Active: true, Groups: []string{"eng"}},
+		ConfigVersion: 5,
+	}}}
+	st := newState(snap)
+	s.state.Store(st)
+	g, err := s.Authorize(context.Background(), proxy.Login{Port: port, Username: "reader", Token: fresh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.recheck(st, time.Now().Add(30*time.Minute)) // a long outage: no newer snapshot
+	select {
+	case <-g.Revoked:
+		t.Fatal("session granted from a lookup revoked without a newer snapshot")
+	default:
+	}
+	snap.Version = 5 // the snapshot that should have carried the token does not: it was revoked
+	st = newState(snap)
+	s.state.Store(st)
+	s.recheck(st, time.Now())
+	select {
+	case <-g.Revoked:
+	default:
+		t.Fatal("session not revoked by a snapshot as new as the lookup without the token")
 	}
 }

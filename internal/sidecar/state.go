@@ -20,6 +20,7 @@ type state struct {
 	repos    map[string]gatehouse.Repository
 	repoUser map[string]map[string]gatehouse.RepositoryUser // repository -> username -> user
 	policies map[string][]gatehouse.ImpersonationPolicy     // repository -> policies
+	access   map[string][]gatehouse.AccessPolicy            // repository -> access policies
 	tokens   map[string]syncapi.TokenVerifier               // hash -> verifier
 	users    map[string]syncapi.User
 }
@@ -33,6 +34,7 @@ func newState(s *syncapi.Snapshot) *state {
 		repos:    make(map[string]gatehouse.Repository, len(s.Repositories)),
 		repoUser: make(map[string]map[string]gatehouse.RepositoryUser),
 		policies: make(map[string][]gatehouse.ImpersonationPolicy),
+		access:   make(map[string][]gatehouse.AccessPolicy),
 		tokens:   make(map[string]syncapi.TokenVerifier, len(s.Tokens)),
 		users:    make(map[string]syncapi.User, len(s.Users)),
 	}
@@ -56,6 +58,9 @@ func newState(s *syncapi.Snapshot) *state {
 	}
 	for _, p := range s.ImpersonationPolicies {
 		st.policies[p.Repository] = append(st.policies[p.Repository], p)
+	}
+	for _, p := range s.AccessPolicies {
+		st.access[p.Repository] = append(st.access[p.Repository], p)
 	}
 	for _, t := range s.Tokens {
 		st.tokens[t.Hash] = t

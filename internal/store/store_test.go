@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/pgserver"
 	"github.com/gatehousedb/gatehouse/internal/store"
@@ -49,7 +51,16 @@ func run(m *testing.M) int {
 	}
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	publicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-	return m.Run()
+	code := m.Run()
+	if err := pg.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+		return 1
+	}
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+		return 1
+	}
+	return code
 }
 
 // backend opens a fresh, empty store.

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -494,4 +496,33 @@ func TestOpenFreshPostgresReplicas(t *testing.T) {
 	for _, err := range errs {
 		must(t, err)
 	}
+}
+
+// TestSchemaFromTheFuture refuses to run against a schema newer than the binary, rather than
+// writing to tables it does not understand.
+func TestSchemaFromTheFuture(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Store, dsn string) {
+		ctx := context.Background()
+		driver, conn := "sqlite", dsn
+		if strings.HasPrefix(dsn, "postgres") {
+			driver = "pgx"
+		}
+		db, err := sql.Open(driver, conn)
+		must(t, err)
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future.sql', 'x')"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = store.Open(ctx, dsn, nil)
+		if err == nil || !strings.Contains(err.Error(), "upgrade gatehouse") {
+			t.Errorf("Open on a newer schema: got %v, want an error asking to upgrade", err)
+		}
+		if driver == "sqlite" {
+			var mode string
+			must(t, db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode))
+			if mode != "wal" {
+				t.Errorf("journal_mode = %q, want wal", mode)
+			}
+		}
+	})
 }

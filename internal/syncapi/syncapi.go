@@ -26,7 +26,7 @@ const MaxTokenLifetime = 60 * time.Second
 
 // Snapshot is everything one sidecar needs to serve connections, at one config version. It holds
 // only what concerns this sidecar: its ports and bindings, the repositories bound to them, their
-// repository users (secret references only) and impersonation policies, the verifiers of active
+// repository users (secret references only), impersonation and access policies, the verifiers of active
 // tokens of active users, and those users' groups.
 type Snapshot struct {
 	Version               int64                           `json:"version"`
@@ -36,6 +36,7 @@ type Snapshot struct {
 	Repositories          []gatehouse.Repository          `json:"repositories"`
 	RepositoryUsers       []gatehouse.RepositoryUser      `json:"repository_users"`
 	ImpersonationPolicies []gatehouse.ImpersonationPolicy `json:"impersonation_policies"`
+	AccessPolicies        []gatehouse.AccessPolicy        `json:"access_policies"`
 	Tokens                []TokenVerifier                 `json:"tokens"`
 	Users                 []User                          `json:"users"`
 }

@@ -38,7 +38,8 @@ const (
 // allValues are the secret values that must never show in errors or logs.
 var allValues = []string{plainValue, jsonValue, nestedValue, prevValue, userSecret}
 
-// isolate gives the test an empty AWS environment: no keys, no files, no profile, no IMDS.
+// isolate gives the test an empty AWS environment: no keys, no files, no profile, no IMDS. It
+// returns a directory for the test's files.
 func isolate(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -50,7 +51,8 @@ func isolate(t *testing.T) string {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
-	t.Setenv("HOME", dir)
+	// HOME stays: the go command (which builds the metadata mock) keeps its caches there, and the
+	// two variables below point the SDK away from ~/.aws.
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
@@ -136,6 +138,7 @@ func runFetchCases(t *testing.T, c *ghaws.Client, cases []fetchCase) {
 				if err == nil {
 					t.Fatalf("no error, want %q", tc.wantErr)
 				}
+				t.Logf("error: %v", err)
 				if !strings.Contains(err.Error(), tc.wantErr) {
 					t.Errorf("error %q does not contain %q", err, tc.wantErr)
 				}
@@ -248,6 +251,7 @@ func TestNoCredentials(t *testing.T) {
 	emu := startEmulator(t)
 	c := newClient(t, ghaws.Config{Endpoint: emu.URL()})
 	_, err := c.SecretsManager().Fetch(context.Background(), smRef(prodARN, "", ""), proxy.Target{})
+	t.Logf("err: %v", err)
 	var ce *ghaws.CredentialsError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want a *CredentialsError", err)
@@ -257,5 +261,19 @@ func TestNoCredentials(t *testing.T) {
 	}
 	if got := emu.Calls("GetSecretValue"); got != 0 {
 		t.Errorf("GetSecretValue calls without credentials = %d, want 0", got)
+	}
+}
+
+func TestSecretsManagerUnreachable(t *testing.T) {
+	isolate(t)
+	emu := startEmulator(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", userKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", userSecret)
+	c := newClient(t, ghaws.Config{Endpoint: emu.URL()})
+	emu.Close()
+	_, err := c.SecretsManager().Fetch(context.Background(), smRef(prodARN, "", ""), proxy.Target{})
+	t.Logf("err: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "GetSecretValue") {
+		t.Errorf("err = %v, want the operation and the network error", err)
 	}
 }

@@ -22,8 +22,8 @@ type RolesAnywhere struct {
 	TrustAnchorARN string
 	ProfileARN     string
 	RoleARN        string
-	// Certificate is a PEM certificate file, or a PKCS#11 URI ("pkcs11:token=...;object=...").
-	// With a PKCS#11 private key it may be empty: the certificate is then found on the token.
+	// Certificate is a PEM certificate file, or a PKCS#11 URI
+	// ("pkcs11:token=gatehouse;object=client-cert;type=cert").
 	Certificate string
 	// CertificateChain is an optional PEM file of intermediate CA certificates.
 	CertificateChain string
@@ -38,7 +38,9 @@ type RolesAnywhere struct {
 	// Region is Roles Anywhere's region; empty means the trust anchor ARN's.
 	Region string
 	// Endpoint overrides the Roles Anywhere endpoint (a VPC endpoint or an emulator); empty
-	// means Config.Endpoint, then rolesanywhere.REGION.amazonaws.com.
+	// means Config.Endpoint, then rolesanywhere.REGION.amazonaws.com. The credential helper makes
+	// this call with its own HTTP client (system CA roots, HTTPS_PROXY not used), not
+	// Config.HTTPClient.
 	Endpoint string
 	// SessionDuration is how long each session lasts; zero means one hour (15 min to 12 h).
 	SessionDuration time.Duration
@@ -63,8 +65,8 @@ func newRolesAnywhere(ra RolesAnywhere, endpoint string) (*rolesAnywhere, error)
 	if ra.PrivateKey == "" {
 		return nil, errors.New("roles anywhere: a private key file or PKCS#11 URI is required")
 	}
-	if ra.Certificate == "" && !strings.HasPrefix(ra.PrivateKey, "pkcs11:") {
-		return nil, errors.New("roles anywhere: a certificate file is required with a private key file")
+	if ra.Certificate == "" {
+		return nil, errors.New("roles anywhere: a certificate (PEM file or PKCS#11 URI) is required")
 	}
 	if ra.Endpoint == "" {
 		ra.Endpoint = endpoint

@@ -154,9 +154,9 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	}
 	var in struct {
 		Cert            string `json:"cert"`
-		ProfileARN      string `json:"profileArn"`
-		RoleARN         string `json:"roleArn"`
-		TrustAnchorARN  string `json:"trustAnchorArn"`
+		ProfileARN      string `json:"-"`
+		RoleARN         string `json:"-"`
+		TrustAnchorARN  string `json:"-"`
 		DurationSeconds int    `json:"durationSeconds"`
 		RoleSessionName string `json:"roleSessionName"`
 	}
@@ -164,6 +164,9 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		restError(w, http.StatusBadRequest, "ValidationException", "request body is not JSON")
 		return
 	}
+	// The ARNs travel in the query string (the SDK's REST binding), the certificate in X-Amz-X509.
+	q := r.URL.Query()
+	in.ProfileARN, in.RoleARN, in.TrustAnchorARN = q.Get("profileArn"), q.Get("roleArn"), q.Get("trustAnchorArn")
 	cert, err := s.verifyX509Signature(r, body)
 	if err != nil {
 		restError(w, http.StatusForbidden, "AccessDeniedException", err.Error())

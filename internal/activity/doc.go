@@ -1,0 +1,40 @@
+// Package activity is the audit trail of a sidecar: the Record of a session start, a statement or a
+// session end; the Spool that keeps records on the sidecar's disk, hash-chained, until the control
+// plane has them; the Shipper that delivers them in order; and Verify, which checks a chain. It sits in
+// the core layer and imports only the standard library and the root package.
+//
+//	engine ──Append (before forwarding)──▶ Spool (segment files, fsync) ──Read──▶ Shipper ──Sink.Ship──▶ control plane
+//	                                          ▲                                      │
+//	                                          └──────────── Ack (persisted) ◀────────┘ on success only
+//
+// # Delivery guarantee
+//
+// At least once, in order, per spool. Append returns only after the record is on disk (see
+// SyncPolicy), so a statement is never forwarded without its record. The Shipper advances the
+// acknowledged position only after Sink.Ship succeeds, and retries with backoff otherwise; a crash
+// between a successful Ship and the Ack sends that batch again after restart, so the receiver
+// stores records under the unique key (instance_id, seq) and ignores duplicates.
+//
+// # Hash chain
+//
+// Records are chained per sidecar instance: Hash is the hex SHA-256 of PrevHash followed by the
+// record's canonical JSON (encoding/json of the Record with Hash empty, fields in declaration order,
+// times in UTC), and PrevHash is the Hash of the instance's previous record. Seq counts from 1 per
+// instance. The receiver must keep records byte-for-byte as received (or re-encode them losslessly
+// with this package) for Verify to succeed. A spool directory belongs to one instance at a time:
+// the sidecar keeps its instance ID stable per data directory; if it changes, the next record starts
+// a new chain at Seq 1 for the new instance.
+//
+// # Bounded size
+//
+// The spool holds at most Config.MaxBytes. When full, FailClosed (the default) makes Append return
+// ErrSpoolFull, and the engine refuses the statement; DropOldest deletes the oldest unshipped
+// segment and appends a "spool.dropped" record whose Gap names the dropped range of each chain and
+// the hashes on both sides of it, so Verify reports the gap as admitted rather than as tampering.
+//
+// # What records hold
+//
+// Statements and identities, never secrets: no tokens, passwords or credentials are fields of
+// Record. Bind parameter values go in Params only when the repository opts in to recording them;
+// the engine decides and leaves Params empty otherwise.
+package activity

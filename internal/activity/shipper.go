@@ -1,0 +1,117 @@
+package activity
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// Sink receives batches of records in spool order. Ship returns nil only when the receiver has
+// stored the whole batch; it must accept a batch it has seen before (deduplicating by instance and
+// seq), because a batch is sent again when the acknowledgement did not reach the disk.
+type Sink interface {
+	Ship(ctx context.Context, records []Record) error
+}
+
+// Shipper defaults.
+const (
+	DefaultBatchSize    = 500
+	DefaultMinBackoff   = 500 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+	DefaultPollInterval = time.Second
+)
+
+// Shipper delivers a spool's records to a Sink. Zero-valued fields take the defaults.
+type Shipper struct {
+	Spool        *Spool
+	Sink         Sink
+	BatchSize    int
+	MinBackoff   time.Duration
+	MaxBackoff   time.Duration
+	PollInterval time.Duration // how often to look for records when no Append signalled any
+	Logger       *slog.Logger
+}
+
+// Run ships from the spool's acknowledged position until ctx is done, and then returns nil. A
+// failed Ship is retried with exponential backoff and jitter; the position advances only after a
+// success.
+func (s *Shipper) Run(ctx context.Context) error {
+	batch := cmpOr(s.BatchSize, DefaultBatchSize)
+	minB := cmpOr(s.MinBackoff, DefaultMinBackoff)
+	maxB := cmpOr(s.MaxBackoff, DefaultMaxBackoff)
+	poll := cmpOr(s.PollInterval, DefaultPollInterval)
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "activity/shipper")
+
+	pos := s.Spool.Acked()
+	backoff := time.Duration(0)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		changed := s.Spool.Changed()
+		recs, next, err := s.Spool.Read(pos, batch)
+		if err == nil && len(recs) == 0 && next != pos {
+			// Only damaged lines (or an emptied segment) lay between pos and next: move past them.
+			if err = s.Spool.Ack(next); err == nil {
+				pos = next
+				continue
+			}
+		}
+		if err == nil && len(recs) > 0 {
+			err = s.Sink.Ship(ctx, recs)
+			if err == nil {
+				err = s.Spool.Ack(next)
+				pos = next
+			}
+		}
+		switch {
+		case err != nil:
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			backoff = min(max(backoff*2, minB), maxB)
+			wait := backoff/2 + rand.N(backoff/2+1)
+			log.Warn("activity shipping failed; retrying", "error", err, "retry_in", wait.Round(time.Millisecond), "position", pos)
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			continue
+		case len(recs) > 0:
+			backoff = 0
+			continue // there may be more
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func cmpOr[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
