@@ -4,7 +4,7 @@ BIN      := bin/gatehouse
 DATA_DIR ?= ./gatehouse-data
 TEST_FLAGS ?= -timeout 25m
 
-.PHONY: all build quickstart test deps vet lint clean bench
+.PHONY: all build quickstart test deps test-deps vet clean bench
 
 all: build
 
@@ -14,6 +14,9 @@ build:
 deps:
 	./scripts/install-deps.sh
 
+test-deps:
+	./scripts/install-deps.sh mariadb softhsm chromium
+
 quickstart: deps build
 	$(BIN) quickstart --data-dir $(DATA_DIR)
 
@@ -22,7 +25,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
-test: deps vet
+test: test-deps vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 clean:

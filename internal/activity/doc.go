@@ -29,8 +29,18 @@
 //
 // The spool holds at most Config.MaxBytes. When full, FailClosed (the default) makes Append return
 // ErrSpoolFull, and the engine refuses the statement; DropOldest deletes the oldest unshipped
-// segment and appends a "spool.dropped" record whose Gap names the dropped range of each chain and
-// the hashes on both sides of it, so Verify reports the gap as admitted rather than as tampering.
+// segments (down to three quarters of MaxBytes, so drops come in batches) and appends a
+// "spool.dropped" record whose Gaps name, per chain, the dropped seq ranges and the hashes on both
+// sides of each, so Verify reports them as admitted rather than as tampering. Every spool.dropped
+// record repeats the gaps of the previous one until that one is acknowledged, so losing a
+// spool.dropped record to a later drop loses nothing and the list stays short.
+//
+// # Files
+//
+// Dir holds segment files seg-NNNNNNNNNNNNNNNNNNNN.jsonl (JSON Lines, the canonical encoding, one
+// record per line) and acked.json, the acknowledged Position, replaced atomically. A line cut short
+// by a crash is truncated at Open (its Append never returned, so its statement never ran); a
+// damaged complete line is skipped by Read and shows up in Verify as a gap.
 //
 // # What records hold
 //

@@ -13,6 +13,10 @@ const (
 	TypeSessionStart = "session.start"
 	TypeStatement    = "statement"
 	TypeSessionEnd   = "session.end"
+	// TypeStatementEnd completes a statement record (Ref is its Seq) with what is known only after
+	// the statement ran: Rows, DurationMS, ErrorCode. The statement record itself is appended
+	// before the statement is forwarded, so it cannot carry them; the control plane joins the two.
+	TypeStatementEnd = "statement.end"
 	// TypeDropped is written by the spool when DropOldest discards records; Gaps say what was lost.
 	TypeDropped = "spool.dropped"
 )
@@ -39,6 +43,7 @@ type Record struct {
 	SidecarID  string    `json:"sidecar_id,omitempty"`
 	InstanceID string    `json:"instance_id,omitempty"`
 	SessionID  string    `json:"session_id,omitempty"`
+	Ref        uint64    `json:"ref,omitempty"` // statement.end: Seq of the statement record it completes
 
 	// Identity: the IdP user and their groups, the repository and the repository user.
 	User           string   `json:"user,omitempty"`

@@ -65,7 +65,7 @@ type Config struct {
 	MaxStatementBytes int   // longer statement texts are cut, DefaultMaxStatementBytes
 	Full              FullPolicy
 	Sync              SyncPolicy
-	Now               func() time.Time // for the time of spool.dropped records; time.Now
+	Now               func() time.Time // for records without a Time and spool.dropped records; time.Now
 }
 
 // Position is a place in the spool: a segment and a byte offset in it. Records before it are
@@ -278,6 +278,9 @@ func (s *Spool) Changed() <-chan struct{} {
 func (s *Spool) Append(ctx context.Context, r *Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if r.Time.IsZero() {
+		r.Time = s.cfg.Now()
 	}
 	normalize(r)
 	if math.IsNaN(r.DurationMS) || math.IsInf(r.DurationMS, 0) {

@@ -151,6 +151,7 @@ command line for admins and data consumers.`,
 		newTokenCmd(e),
 		newConnectionsCmd(e),
 		newSettingsCmd(e),
+		newQuickstartCmd(e),
 	)
 	for _, c := range allCommands(root) {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())

@@ -55,6 +55,13 @@
 //     with Qualify before evaluating (PostgreSQL: the first schema of the session's search_path,
 //     normally "public"; MySQL: the current database).
 //
+// Engines call Qualify again after a statement with ChangesDefaultSchema ran (SET search_path,
+// USE, ...). When the default schema cannot be known (a PostgreSQL search_path with several
+// existing schemas), leave names unqualified: the "unknown schema" rules above then apply.
+//
+// A written object may carry its own operation (Object.Op), as a DELETE inside the WITH clause of an
+// INSERT does; rules are matched against that operation for that object.
+//
 // Unqualified columns in a query over several tables are attributed to every table in that query
 // (the classifier cannot see the catalog): a deny on salaries.salary then also matches
 // "SELECT salary FROM employees JOIN salaries ...", as it should, but also a column called salary

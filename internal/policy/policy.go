@@ -48,6 +48,10 @@ type Statement struct {
 	// Execute is set for EXECUTE name: the prepared statement's name.
 	Execute     string `json:"execute,omitempty"`
 	Unsupported bool   `json:"unsupported,omitempty"`
+	// ChangesDefaultSchema is set when the statement may change how unqualified names resolve
+	// (PostgreSQL SET/RESET search_path, set_config, DISCARD ALL, DO, CALL; MySQL USE): the engine
+	// refreshes the schema it passes to Qualify after running it.
+	ChangesDefaultSchema bool `json:"changes_default_schema,omitempty"`
 }
 
 // Object is a table (or view, sequence, ...) a statement reads or writes. Columns lists the columns
@@ -70,6 +74,30 @@ func (o Object) String() string {
 		return o.Table
 	}
 	return o.Schema + "." + o.Table
+}
+
+// ObjectNames lists what st touches as activity records name it: "schema.table" for an object
+// touched as a whole, "schema.table.column" for each column, without duplicates, in order.
+func (st Statement) ObjectNames() []string {
+	var out []string
+	add := func(name string) {
+		for _, have := range out {
+			if have == name {
+				return
+			}
+		}
+		out = append(out, name)
+	}
+	for _, o := range st.Objects {
+		if len(o.Columns) == 0 {
+			add(o.String())
+			continue
+		}
+		for _, c := range o.Columns {
+			add(o.String() + "." + c)
+		}
+	}
+	return out
 }
 
 // Subject is who runs a statement.

@@ -483,3 +483,12 @@ func BenchmarkEvaluate(b *testing.B) {
 		s.Evaluate(alice, st, false)
 	}
 }
+
+func TestObjectNames(t *testing.T) {
+	st := policy.Statement{Kind: "update", Objects: []policy.Object{
+		obj("public", "orders", "write", "status"), obj("public", "orders", "read", "id", "status"), obj("", "audit", "read")}}
+	want := []string{"public.orders.status", "public.orders.id", "audit"}
+	if diff := cmp.Diff(want, st.ObjectNames()); diff != "" {
+		t.Errorf("ObjectNames (-want +got):\n%s", diff)
+	}
+}

@@ -23,13 +23,27 @@ func handshake(t *testing.T, srvCfg *tls.Config, serverName string) error {
 		t.Fatal(err)
 	}
 	roots.AddCert(leaf)
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	errc := make(chan error, 1)
-	go func() { errc <- tls.Server(a, srvCfg).Handshake() }()
-	cerr := tls.Client(b, &tls.Config{RootCAs: roots, ServerName: serverName}).Handshake()
-	b.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer c.Close()
+		errc <- tls.Server(c, srvCfg).Handshake()
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cerr := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: serverName}).Handshake()
+	c.Close()
 	<-errc
 	return cerr
 }

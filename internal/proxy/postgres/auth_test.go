@@ -26,10 +26,12 @@ func connectError(t *testing.T, connString string) *pgconn.PgError {
 		conn.Close(ctx)
 		t.Fatal("connected, want a refusal")
 	}
+	noPassword(t, err.Error())
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
 		t.Fatalf("error %v is not a server error", err)
 	}
+	noPassword(t, pe.Detail+pe.Hint)
 	return pe
 }
 
@@ -167,13 +169,14 @@ func sessionEnd(t *testing.T, conn *pgx.Conn) *pgconn.PgError {
 
 func TestRevokedMidSession(t *testing.T) {
 	sc := startProxy(t, proxyOptions{})
-	sc.auth.revoked = make(chan struct{})
+	revoked := make(chan struct{})
+	sc.auth.set(func(a *authorizer) { a.revoked = revoked })
 	conn := sc.pgx(t, "scram_user", aliceToken, "")
 	if _, err := conn.Exec(context.Background(), "select 1"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	close(sc.auth.revoked)
+	close(revoked)
 	pe := sessionEnd(t, conn)
 	if diff := cmp.Diff([]string{"FATAL", "57P01", "access token revoked"}, []string{pe.Severity, pe.Code, pe.Message}); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -187,7 +190,7 @@ func TestRevokedMidSession(t *testing.T) {
 func TestTokenExpiryEndsSession(t *testing.T) {
 	sc := startProxy(t, proxyOptions{})
 	exp := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second).Add(time.Second)
-	sc.auth.expiresAt = exp
+	sc.auth.set(func(a *authorizer) { a.expiresAt = exp })
 	conn := sc.pgx(t, "scram_user", aliceToken, "")
 	pe := sessionEnd(t, conn)
 	want := "access token expired at " + exp.UTC().Format(time.RFC3339) + "; create a new one (gatehouse token create) and reconnect"

@@ -36,7 +36,18 @@ func (sc *sidecar) psql(t *testing.T, user, token string, args ...string) (strin
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := sc.psqlCmd(ctx, user, token, "require", args...).CombinedOutput()
+	noPassword(t, string(out))
 	return strings.TrimSpace(string(out)), err
+}
+
+// noPassword fails the test if s, something a client was shown, holds an upstream password.
+func noPassword(t *testing.T, s string) {
+	t.Helper()
+	for u, pw := range passwords {
+		if strings.Contains(s, pw) {
+			t.Errorf("client output contains the password of %s", u)
+		}
+	}
 }
 
 func (sc *sidecar) connString(user, token, extra string) string {
@@ -74,7 +85,7 @@ func TestPsql(t *testing.T) {
 	if diff := cmp.Diff("scram_user postgres", out); diff != "" {
 		t.Errorf("user@repository (-want +got):\n%s", diff)
 	}
-	if got := sc.auth.logins[len(sc.auth.logins)-1]; got.Username != "scram_user@sales" || got.Port != sc.port || got.Token != aliceToken {
+	if got := sc.auth.lastLogin(); got.Username != "scram_user@sales" || got.Port != sc.port || got.Token != aliceToken {
 		t.Errorf("login given to the Authorizer: %+v", got)
 	}
 

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/pgserver"
 	"github.com/gatehousedb/gatehouse/internal/proxy"
@@ -121,7 +123,15 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	code := m.Run()
+	srv.Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			return 1
+		}
+	}
+	return code
 }
 
 func envName(user string) string { return "GH_TEST_PW_" + strings.ToUpper(user) }
@@ -218,6 +228,18 @@ type authorizer struct {
 	expiresAt time.Time     // alice's token expiry; zero = an hour from now
 	revoked   chan struct{} // handed out in alice's grants
 	logins    []proxy.Login
+}
+
+func (a *authorizer) lastLogin() proxy.Login {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.logins[len(a.logins)-1]
+}
+
+func (a *authorizer) set(f func(a *authorizer)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f(a)
 }
 
 func (a *authorizer) Authorize(_ context.Context, l proxy.Login) (*proxy.Grant, error) {

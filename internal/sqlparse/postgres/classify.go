@@ -61,7 +61,12 @@ func stmtText(sql string, raw *pg.RawStmt) string {
 func classifyStmt(n *pg.Node) policy.Statement {
 	c := &classifier{index: map[objKey]int{}}
 	kind := c.top(n)
-	st := policy.Statement{Kind: kind, Prepare: c.prepare, Execute: c.execute}
+	st := policy.Statement{Kind: kind, Prepare: c.prepare, Execute: c.execute, ChangesDefaultSchema: c.schemaChange}
+	for _, f := range c.funcs {
+		if f == "set_config" || f == "pg_catalog.set_config" {
+			st.ChangesDefaultSchema = true
+		}
+	}
 	if kind == policy.KindSelect && c.firstWrite != "" {
 		st.Kind = c.firstWrite
 	}
@@ -91,6 +96,8 @@ type classifier struct {
 	firstWrite string // kind of the first data-modifying statement met
 	prepare    string
 	execute    string
+	// schemaChange: the statement may change search_path.
+	schemaChange bool
 }
 
 // scope is one query level: the relations its FROM clause (or a DML target) brings into view.
@@ -108,9 +115,9 @@ type entry struct {
 type entryKind uint8
 
 const (
-	entryTable    entryKind = iota
-	entryDerived            // subquery, CTE, function: its own columns were recorded inside it
-	entryJoin               // alias of a join: stands for the tables of its scope
+	entryTable   entryKind = iota
+	entryDerived           // subquery, CTE, function: its own columns were recorded inside it
+	entryJoin              // alias of a join: stands for the tables of its scope
 )
 
 // top classifies one statement and returns its kind.
@@ -150,9 +157,11 @@ func (c *classifier) top(n *pg.Node) string {
 		c.walkNodes(x.ExecuteStmt.GetParams())
 		return policy.KindExecute
 	case *pg.Node_CallStmt:
+		c.schemaChange = true
 		c.walk(x.CallStmt.GetFunccall())
 		return policy.KindFunction
 	case *pg.Node_DoStmt:
+		c.schemaChange = true
 		return policy.KindFunction
 	case *pg.Node_TruncateStmt:
 		c.op = policy.KindDelete
@@ -160,13 +169,28 @@ func (c *classifier) top(n *pg.Node) string {
 		return policy.KindDelete
 	case *pg.Node_FetchStmt:
 		return policy.KindSelect
-	case *pg.Node_TransactionStmt, *pg.Node_VariableShowStmt, *pg.Node_DiscardStmt,
-		*pg.Node_DeallocateStmt, *pg.Node_ClosePortalStmt:
+	case *pg.Node_DiscardStmt:
+		c.schemaChange = x.DiscardStmt.GetTarget() == pg.DiscardMode_DISCARD_ALL
+		return policy.KindTransaction
+	case *pg.Node_TransactionStmt, *pg.Node_VariableShowStmt, *pg.Node_DeallocateStmt, *pg.Node_ClosePortalStmt:
+		// ROLLBACK (TO SAVEPOINT) can undo a SET search_path too.
+		if t, ok := x.(*pg.Node_TransactionStmt); ok {
+			switch t.TransactionStmt.GetKind() {
+			case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK, pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO,
+				pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED, pg.TransactionStmtKind_TRANS_STMT_COMMIT:
+				c.schemaChange = true
+			}
+		}
 		return policy.KindTransaction
 	case *pg.Node_VariableSetStmt:
 		switch x.VariableSetStmt.GetName() {
 		case "role", "session_authorization":
 			return policy.KindDCL
+		case "search_path":
+			c.schemaChange = true
+		}
+		if x.VariableSetStmt.GetKind() == pg.VariableSetKind_VAR_RESET_ALL {
+			c.schemaChange = true
 		}
 		return policy.KindTransaction
 	case *pg.Node_DropStmt:
