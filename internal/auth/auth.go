@@ -41,6 +41,13 @@ type Config struct {
 	Logger     *slog.Logger
 	SessionTTL time.Duration
 	Now        func() time.Time
+
+	// DisableLocalLogin refuses password sign-in (single sign-on only); re-enable it, by restarting
+	// without it, as the break-glass way in.
+	DisableLocalLogin bool
+	// SecureCookies marks browser-session cookies Secure and "__Host-" (the control plane is served
+	// over HTTPS).
+	SecureCookies bool
 }
 
 // Authenticator signs local users in and resolves API callers.
@@ -49,6 +56,9 @@ type Authenticator struct {
 	logger *slog.Logger
 	ttl    time.Duration
 	now    func() time.Time
+
+	localDisabled bool
+	secureCookies bool
 
 	dummyOnce sync.Once
 	dummyHash string // compared against when the user is unknown, so timing does not tell
@@ -59,7 +69,8 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("auth: Config.Store is required")
 	}
-	a := &Authenticator{store: cfg.Store, logger: cfg.Logger, ttl: cfg.SessionTTL, now: cfg.Now}
+	a := &Authenticator{store: cfg.Store, logger: cfg.Logger, ttl: cfg.SessionTTL, now: cfg.Now,
+		localDisabled: cfg.DisableLocalLogin, secureCookies: cfg.SecureCookies}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
@@ -72,6 +83,10 @@ func New(cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
+var errLocalDisabled = &gatehouse.Error{Code: gatehouse.ECodeForbidden, Message: "sign-in with a password is disabled on this control plane; sign in with single sign-on (gatehouse login --sso)"}
+
+var forbiddenCSRF = gatehouse.Error{Code: gatehouse.ECodeForbidden, Message: "this request changes state and is authenticated by the session cookie: it needs the session's CSRF token in the X-CSRF-Token header"}
+
 var errBadLogin = &gatehouse.Error{Code: gatehouse.ECodeUnauthenticated, Message: "invalid username or password"}
 
 // Login checks a local user's password and opens a login session. It returns the bearer secret
@@ -79,6 +94,9 @@ var errBadLogin = &gatehouse.Error{Code: gatehouse.ECodeUnauthenticated, Message
 // from — unknown user, wrong password, inactive user, no password set — is the same
 // unauthenticated error.
 func (a *Authenticator) Login(ctx context.Context, username, password string) (token.Secret, time.Time, error) {
+	if a.localDisabled {
+		return token.Secret{}, time.Time{}, errLocalDisabled
+	}
 	u, err := a.store.GetUser(ctx, username)
 	if gatehouse.ErrorCode(err) == gatehouse.ECodeNotFound {
 		a.burnTime(password)
@@ -148,7 +166,7 @@ func bearer(r *http.Request) (string, error) {
 // (ADMIN if the user or any of their groups is ADMIN). It fails with an unauthenticated
 // *gatehouse.Error when the request carries no valid, unexpired session of an active user.
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*gatehouse.User, error) {
-	secret, err := bearer(r)
+	secret, err := a.credential(r)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +222,7 @@ func (a *Authenticator) effectiveRole(ctx context.Context, u *gatehouse.User) (g
 
 // Logout ends the session the request carries. Ending an unknown session is not an error.
 func (a *Authenticator) Logout(ctx context.Context, r *http.Request) error {
-	secret, err := bearer(r)
+	secret, err := a.credential(r)
 	if err != nil {
 		return err
 	}

@@ -32,12 +32,13 @@ type sidecarFileConfig struct {
 	ListenHost              string `yaml:"listen_host"`
 	AllowPlaintextPasswords *bool  `yaml:"allow_plaintext_passwords"`
 	ReportInterval          string `yaml:"report_interval"`
+	DrainTimeout            string `yaml:"drain_timeout"`
 }
 
 type sidecarRunFlags struct {
 	config, controlPlane, sidecarID, privateKey, tlsCert, tlsKey, dataDir, listenHost string
 	allowPlaintext                                                                    bool
-	reportInterval                                                                    time.Duration
+	reportInterval, drainTimeout                                                      time.Duration
 }
 
 // addSidecarRunCommands makes `gatehouse sidecar` run a sidecar instance and adds `sidecar keygen`
@@ -61,6 +62,10 @@ Each setting is taken from its flag, else from its environment variable, else fr
   --listen-host ADDR          GATEHOUSE_LISTEN_HOST                  listen_host (default 0.0.0.0)
   --allow-plaintext-passwords GATEHOUSE_ALLOW_PLAINTEXT_PASSWORDS    allow_plaintext_passwords
   --report-interval DURATION  GATEHOUSE_REPORT_INTERVAL              report_interval (default 5s)
+  --drain-timeout DURATION    GATEHOUSE_DRAIN_TIMEOUT                drain_timeout (default 30s)
+
+On SIGTERM or Ctrl-C the sidecar stops accepting connections at once and lets open sessions finish
+for up to --drain-timeout; sessions still open then are ended with "server is shutting down".
 
 Without --tls-cert/--tls-key the listeners use a self-signed certificate made at start; its
 fingerprint is logged. The sidecar keeps running when the control plane is unreachable: it serves
@@ -108,6 +113,7 @@ func (f *sidecarRunFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.listenHost, "listen-host", "", "address listener ports bind to (default 0.0.0.0)")
 	fl.BoolVar(&f.allowPlaintext, "allow-plaintext-passwords", false, "accept access tokens without TLS (local development only)")
 	fl.DurationVar(&f.reportInterval, "report-interval", 0, "how often the instance reports to the control plane (default 5s)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "on SIGTERM, how long open sessions may finish before they are ended (default 30s)")
 
 }
 
@@ -169,6 +175,16 @@ func (f *sidecarRunFlags) resolve(e *env, cmd *cobra.Command) (sidecar.Config, e
 		}
 		cfg.ReportInterval = d
 	}
+	cfg.DrainTimeout = f.drainTimeout
+	if f.drainTimeout == 0 {
+		if v := pick("", "GATEHOUSE_DRAIN_TIMEOUT", file.DrainTimeout); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return sidecar.Config{}, usageErrorf("drain timeout must be a positive duration like 30s, not %q", v)
+			}
+			cfg.DrainTimeout = d
+		}
+	}
 	return cfg, nil
 }
 
@@ -185,7 +201,7 @@ func loadSidecarConfig(path string) (*sidecarFileConfig, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		if m := yamlUnknownField.FindStringSubmatch(err.Error()); m != nil {
-			return nil, fmt.Errorf("config file %s, line %s: unknown key %q (known keys: control_plane, sidecar_id, private_key, tls_cert, tls_key, data_dir, listen_host, allow_plaintext_passwords, report_interval)", path, m[1], m[2])
+			return nil, fmt.Errorf("config file %s, line %s: unknown key %q (known keys: control_plane, sidecar_id, private_key, tls_cert, tls_key, data_dir, listen_host, allow_plaintext_passwords, report_interval, drain_timeout)", path, m[1], m[2])
 		}
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}

@@ -69,7 +69,7 @@ func (m *listeners) reconcile(ctx context.Context) {
 	}
 	for n, pl := range m.open {
 		if w, ok := m.want[n]; !ok || w.Type != pl.port.Type || w.Version != pl.port.Version {
-			m.closePort(pl)
+			m.closePort(pl, removedPortGrace)
 			delete(m.open, n)
 			m.logger.Info("listener closed", "port", n)
 		}
@@ -111,7 +111,9 @@ func (m *listeners) openPort(ctx context.Context, p gatehouse.ListenerPort) (*po
 	if err != nil {
 		return nil, fmt.Errorf("port %d: %w", p.Port, err)
 	}
-	pctx, cancel := context.WithCancel(ctx)
+	// Sessions outlive the sidecar's context: when it ends, stop drains them (see closePort) rather
+	// than cutting them off.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pl := &portListener{port: p, ln: ln, engine: engine, cancel: cancel}
 	m.wg.Add(1)
 	go func() {
@@ -150,16 +152,19 @@ func (m *listeners) accept(ctx context.Context, pl *portListener) {
 	}
 }
 
+// removedPortGrace is how long sessions on a port removed from the configuration may finish.
+const removedPortGrace = time.Second
+
 // closePort stops accepting at once and ends the port's sessions in the background: engines that
-// drain get a second, then the port's context is cancelled. Called with m.mu held.
-func (m *listeners) closePort(pl *portListener) {
+// drain get grace, then the port's context is cancelled. Called with m.mu held.
+func (m *listeners) closePort(pl *portListener, grace time.Duration) {
 	pl.ln.Close()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer pl.cancel()
 		if s, ok := pl.engine.(shutdowner); ok {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			defer cancel()
 			if err := s.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				m.logger.Warn("engine shutdown", "port", pl.port.Port, "err", err)
@@ -185,12 +190,13 @@ func (m *listeners) status() (ports []int, errs []string) {
 	return ports, errs
 }
 
-// stop closes every port and waits for accept loops and sessions to end.
-func (m *listeners) stop() {
+// stop closes every port, lets sessions finish for up to drain, then ends the rest and waits for
+// accept loops and sessions to return.
+func (m *listeners) stop(drain time.Duration) {
 	m.mu.Lock()
 	m.stopped = true
 	for n, pl := range m.open {
-		m.closePort(pl)
+		m.closePort(pl, drain)
 		delete(m.open, n)
 	}
 	m.mu.Unlock()

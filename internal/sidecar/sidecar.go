@@ -26,6 +26,7 @@ const (
 	DefaultReportInterval = 5 * time.Second
 	DefaultMinBackoff     = 250 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
+	DefaultDrainTimeout   = 30 * time.Second
 )
 
 // EngineParams is what an engine factory gets for one listener port.
@@ -61,6 +62,10 @@ type Config struct {
 	AllowPlaintextPasswords bool
 	// ListenHost is the address listener ports bind to; DefaultListenHost when empty.
 	ListenHost string
+	// DrainTimeout is how long open sessions may go on after Run's context ends (SIGTERM):
+	// listeners stop accepting at once, sessions still open at the deadline are ended with a
+	// "server is shutting down" error. DefaultDrainTimeout when zero; negative ends them at once.
+	DrainTimeout time.Duration
 
 	// Engines maps database types to engine factories. A port whose type has no factory accepts
 	// connections and closes them. Nil means DefaultEngines.
@@ -236,7 +241,14 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	g.Go(func() error { return s.syncLoop(ctx) })
 	g.Go(func() error { return s.reportLoop(ctx) })
 	err := g.Wait()
-	s.listeners.stop()
+	drain := s.cfg.DrainTimeout
+	if drain == 0 {
+		drain = DefaultDrainTimeout
+	}
+	if drain > 0 {
+		s.logger.Info("sidecar draining: no new connections; open sessions may finish", "deadline", drain.String())
+	}
+	s.listeners.stop(max(drain, 0))
 	s.client.CloseIdleConnections()
 	s.logger.Info("sidecar stopped")
 	return err
