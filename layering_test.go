@@ -22,8 +22,8 @@ func layer(pkg string) (int, bool) {
 		pkg == "internal/secret", pkg == "internal/proxy", pkg == "internal/syncapi":
 		return 1, true
 	case strings.HasPrefix(pkg, "internal/proxy/"), strings.HasPrefix(pkg, "internal/secret/"),
-		strings.HasPrefix(pkg, "internal/sqlparse"), pkg == "internal/store", pkg == "internal/api",
-		pkg == "internal/auth", pkg == "internal/web", pkg == "internal/pgserver":
+		strings.HasPrefix(pkg, "internal/sqlparse"), pkg == "internal/store", pkg == "internal/api", pkg == "internal/scim",
+		pkg == "internal/auth", pkg == "internal/web", pkg == "internal/pgserver", pkg == "internal/mysqlserver":
 		return 2, true
 	case pkg == "internal/controlplane", pkg == "internal/sidecar":
 		return 3, true
@@ -37,9 +37,10 @@ func layer(pkg string) (int, bool) {
 
 // Adapter-to-adapter imports that are allowed, and why.
 var allowed = map[[2]string]string{
-	{"internal/api", "internal/auth"}:     "the API authenticates requests with the auth package's sessions and sidecar JWTs",
-	{"internal/api", "internal/web"}:      "the API mounts the console's handler next to its routes",
-	{"internal/secret", "internal/proxy"}: "the resolver implements proxy.Credentials for a proxy.Target",
+	{"internal/api", "internal/auth"}:                         "the API authenticates requests with the auth package's sessions and sidecar JWTs",
+	{"internal/api", "internal/web"}:                          "the API mounts the console's handler next to its routes",
+	{"internal/secret", "internal/proxy"}:                     "the resolver implements proxy.Credentials for a proxy.Target",
+	{"internal/proxy/mysql", "internal/proxy/mysql/protocol"}: "the MySQL engine's pure codec child package",
 }
 
 // Third-party modules that may appear in one place only, so that each SDK has one home.
@@ -49,7 +50,9 @@ var sdkHome = map[string][]string{
 	"github.com/aws/rolesanywhere-credential-helper": {"internal/secret/aws"},
 	"github.com/Azure/azure-sdk-for-go":              {"internal/secret/azure"},
 	"github.com/pganalyze/pg_query_go":               {"internal/sqlparse/postgres"},
+	"github.com/pingcap/tidb/pkg/parser":             {"internal/sqlparse/mysql"},
 	"github.com/spf13/cobra":                         {"internal/cli"},
+	"github.com/coreos/go-oidc":                      {"internal/auth"},
 }
 
 func TestLayering(t *testing.T) {

@@ -34,7 +34,7 @@ type sidecarProc struct {
 func startSidecar(t *testing.T, cpURL, sidecarID, keyFile string, env []string, args ...string) *sidecarProc {
 	t.Helper()
 	full := append([]string{"sidecar", "--control-plane", cpURL, "--sidecar-id", sidecarID, "--private-key", keyFile,
-		"--listen-host", "127.0.0.1", "--report-interval", "500ms", "--drain-timeout", "5s"}, args...)
+		"--listen-host", "127.0.0.1", "--report-interval", "500ms", "--drain-timeout", "5s", "--data-dir", t.TempDir()}, args...)
 	cmd := exec.Command(Binary, full...)
 	cmd.Env = append(baseEnv(), env...)
 	p := &sidecarProc{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}

@@ -279,6 +279,47 @@ func (s *Spool) Append(ctx context.Context, r *Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s.prepare(r)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	idx, err := s.appendLocked(r)
+	if err != nil {
+		return err
+	}
+	return s.waitSynced(idx)
+}
+
+// AppendAll appends records in order, as Append does each, and returns once all are durable: one
+// sync covers them all. On error, the records before the failing one are written.
+func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		s.prepare(r)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var idx uint64
+	for _, r := range rs {
+		i, err := s.appendLocked(r)
+		if err != nil {
+			if idx > 0 {
+				_ = s.waitSynced(idx)
+			}
+			return err
+		}
+		idx = i
+	}
+	if idx == 0 {
+		return nil
+	}
+	return s.waitSynced(idx)
+}
+
+// prepare stamps and normalizes a record before it is sealed.
+func (s *Spool) prepare(r *Record) {
 	if r.Time.IsZero() {
 		r.Time = s.cfg.Now()
 	}
@@ -295,14 +336,6 @@ func (s *Spool) Append(ctx context.Context, r *Record) error {
 	if s.cfg.InstanceID != "" {
 		r.InstanceID = s.cfg.InstanceID
 	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	idx, err := s.appendLocked(r)
-	if err != nil {
-		return err
-	}
-	return s.waitSynced(idx)
 }
 
 func truncateUTF8(str string, n int) string {

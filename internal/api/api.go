@@ -22,6 +22,14 @@ type Config struct {
 	// A sidecar instance is "stale" when its last report is older than StaleAfter and
 	// "disconnected" beyond DisconnectedAfter. Zero values: DefaultStaleAfter, DefaultDisconnectedAfter.
 	StaleAfter, DisconnectedAfter time.Duration
+
+	// OIDC turns on single sign-on (nil: off); its RedirectURL is PublicURL + /api/v1/sso/callback
+	// when empty. DisableLocalLogin refuses password sign-in.
+	OIDC              *auth.OIDCConfig
+	DisableLocalLogin bool
+
+	// Classifiers classify statements per database type, for POST /api/v1/access-policies/test.
+	Classifiers map[gatehouse.DatabaseType]Classifier
 }
 
 // API is the control plane's HTTP API.
@@ -31,6 +39,7 @@ type API struct {
 	publicURL string
 	cfg       Config
 	auth      *auth.Authenticator
+	oidc      *auth.OIDC // nil when single sign-on is off
 	now       func() time.Time
 	handler   http.Handler
 
@@ -49,9 +58,20 @@ func New(cfg Config) (*API, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "api")
-	authn, err := auth.New(auth.Config{Store: cfg.Store, Logger: logger})
+	authn, err := auth.New(auth.Config{Store: cfg.Store, Logger: logger, DisableLocalLogin: cfg.DisableLocalLogin,
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://")})
 	if err != nil {
 		return nil, err
+	}
+	var rp *auth.OIDC
+	if cfg.OIDC != nil {
+		oc := *cfg.OIDC
+		if oc.RedirectURL == "" {
+			oc.RedirectURL = strings.TrimSuffix(cfg.PublicURL, "/") + "/api/v1/sso/callback"
+		}
+		if rp, err = auth.NewOIDC(oc); err != nil {
+			return nil, err
+		}
 	}
 	a := &API{
 		store:     cfg.Store,
@@ -59,6 +79,7 @@ func New(cfg Config) (*API, error) {
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
 		cfg:       cfg,
 		auth:      authn,
+		oidc:      rp,
 		now:       time.Now,
 	}
 	mux := http.NewServeMux()
@@ -66,6 +87,8 @@ func New(cfg Config) (*API, error) {
 		a.handle(mux, rt)
 	}
 	a.registerSidecarRoutes(mux)
+	a.registerSSORoutes(mux)
+	a.registerActivityRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, gatehouse.Errorf(gatehouse.ECodeNotFound, "no such endpoint: %s %s (see /api/v1/openapi.json)", r.Method, r.URL.Path))
 	})

@@ -88,6 +88,12 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			want = http.StatusOK
 		case rt.Path == "/api/v1/login":
 			want = http.StatusBadRequest // {} has no username
+		case rt.Path == "/api/v1/sso":
+			want = http.StatusOK
+		case rt.Path == "/api/v1/sso/login", rt.Path == "/api/v1/sso/callback":
+			want = http.StatusNotFound // single sign-on is off here
+		case rt.Path == "/api/v1/sso/token":
+			want = http.StatusBadRequest // {} has no grant_type
 		}
 		if resp.StatusCode != want || !strings.Contains(resp.Header.Get("Content-Type"), "application/json") {
 			t.Errorf("%s %s: %d %s, want %d from our handler", rt.Method, path, resp.StatusCode, body, want)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gatehousedb/gatehouse"
+	"github.com/gatehousedb/gatehouse/internal/activity"
 )
 
 // Store is what the API needs from persistence; internal/store implements it for SQLite and
@@ -91,6 +92,19 @@ type Store interface {
 	SessionByHash(ctx context.Context, hash string) (*gatehouse.LoginSession, error) // NotFound when absent or expired
 	DeleteSession(ctx context.Context, hash string) error
 
+	// Single sign-on (sso.go). Grants are single-use: Consume deletes what it returns, NotFound when
+	// absent, expired or used. RevokeUserAccess revokes a user's access tokens and ends their
+	// sessions and refresh tokens; SetUserGroups replaces a user's memberships, creating missing
+	// groups.
+	CreateSSOGrant(ctx context.Context, g *gatehouse.SSOGrant) error
+	ConsumeSSOGrant(ctx context.Context, kind, hash string) (*gatehouse.SSOGrant, error)
+	DeleteSessionGrants(ctx context.Context, sessionHash string) error
+	RevokeUserAccess(ctx context.Context, name string) error
+	SetUserGroups(ctx context.Context, user string, groups []string) error
+	CreateSCIMToken(ctx context.Context, t *gatehouse.SCIMToken) error // assigns t.ID
+	ListSCIMTokens(ctx context.Context) ([]gatehouse.SCIMToken, error)
+	RevokeSCIMToken(ctx context.Context, id string, at time.Time) error
+
 	// Settings: small key/value strings (e.g. "max_token_ttl" = "24h0m0s"). Missing key: "", nil.
 	Setting(ctx context.Context, key string) (string, error)
 	SetSetting(ctx context.Context, key, value string) error
@@ -101,6 +115,19 @@ type Store interface {
 	// Sidecar instances report in on every sync (issue 3).
 	UpsertInstance(ctx context.Context, in *gatehouse.SidecarInstance) error
 	ListInstances(ctx context.Context, sidecarID string) ([]gatehouse.SidecarInstance, error)
+	// Access management policies: the repository must exist (Invalid "repository"). Changes bump
+	// the config version.
+	CreateAccessPolicy(ctx context.Context, p *gatehouse.AccessPolicy) error
+	GetAccessPolicy(ctx context.Context, name string) (*gatehouse.AccessPolicy, error)
+	UpdateAccessPolicy(ctx context.Context, p *gatehouse.AccessPolicy) error
+	DeleteAccessPolicy(ctx context.Context, name string) error
+	ListAccessPolicies(ctx context.Context, repository string) ([]gatehouse.AccessPolicy, error) // "" = all
+
+	// Activity: records kept byte for byte as received, unique by (instance, seq).
+	AddActivity(ctx context.Context, recs []activity.Stored) (stored, duplicates int, err error)
+	ListActivity(ctx context.Context, f activity.Filter) ([]activity.Stored, error)
+	PurgeActivity(ctx context.Context, before time.Time) (int64, error)
+
 	// UseJTI records a sidecar JWT's jti until exp; a second use of the same jti is a Conflict.
 	// Expired entries are purged as it goes.
 	UseJTI(ctx context.Context, jti string, exp time.Time) error

@@ -34,6 +34,8 @@ type tokenCreated struct {
 
 type settings struct {
 	MaxTokenTTL string `json:"max_token_ttl,omitempty"`
+	// ActivityRetention is how long activity records are kept, like 90d (the default).
+	ActivityRetention string `json:"activity_retention,omitempty"`
 }
 
 // parseTTL parses "90m", "1h30m" or "7d".
@@ -175,7 +177,15 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
 	max, err := a.maxTokenTTL(r.Context())
-	a.answer(w, r, http.StatusOK, settings{MaxTokenTTL: formatTTL(max)}, err)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	keep, err := a.store.Setting(r.Context(), settingActivityRetention)
+	if keep == "" {
+		keep = formatTTL(DefaultActivityRetention)
+	}
+	a.answer(w, r, http.StatusOK, settings{MaxTokenTTL: formatTTL(max), ActivityRetention: keep}, err)
 }
 
 func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
@@ -191,6 +201,17 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := a.store.SetSetting(r.Context(), SettingMaxTokenTTL, d.String()); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	if in.ActivityRetention != "" {
+		d, err := parseTTL(in.ActivityRetention)
+		if err != nil || d < time.Hour {
+			a.fail(w, r, gatehouse.Invalid("activity_retention", "must be a duration of at least 1h, like 90d"))
+			return
+		}
+		if err := a.store.SetSetting(r.Context(), settingActivityRetention, in.ActivityRetention); err != nil {
 			a.fail(w, r, err)
 			return
 		}

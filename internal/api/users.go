@@ -168,7 +168,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) logout(w http.ResponseWriter, r *http.Request) {
-	a.answer(w, r, http.StatusNoContent, nil, a.auth.Logout(r.Context(), r))
+	a.endSession(w, r) // sso.go: also ends the session's refresh tokens and cookies
 }
 
 func (a *API) me(w http.ResponseWriter, r *http.Request) {

@@ -20,6 +20,10 @@ type client struct {
 	base  string // "http://127.0.0.1:8080"
 	token string
 	http  *http.Client
+
+	// refresh, when set, renews an expired single sign-on session once: on a 401 the request is
+	// sent again with the token it returns.
+	refresh func(ctx context.Context) (string, error)
 }
 
 func newClient(base string) *client {
@@ -75,6 +79,14 @@ func (c *client) do(ctx context.Context, method, p string, body any) (json.RawMe
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return b, nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized && c.refresh != nil {
+		refresh := c.refresh
+		c.refresh = nil
+		if tok, rerr := refresh(ctx); rerr == nil {
+			c.token = tok
+			return c.do(ctx, method, p, body)
+		}
 	}
 	return nil, apiError(resp, b)
 }

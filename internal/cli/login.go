@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,16 +14,22 @@ import (
 
 func newLoginCmd(e *env) *cobra.Command {
 	var username string
-	var passwordStdin bool
+	var passwordStdin, sso, noBrowser bool
+	var ssoTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Sign in to a control plane and keep the session for later commands",
-		Long: `Sign in to a control plane with a local user name and password. The session (server URL
-and bearer token) is stored in session.json in $GATEHOUSE_CONFIG_DIR, or in the gatehouse
-directory of your user config directory, readable only by you.
+		Long: `Sign in to a control plane with single sign-on (--sso) or a local user name and password.
+The session (server URL and bearer token) is stored in session.json in $GATEHOUSE_CONFIG_DIR, or in
+the gatehouse directory of your user config directory, readable only by you.
+
+With --sso the CLI listens on a loopback port, prints the URL to open (and opens a browser when
+one is at hand), and waits for your identity provider to send the browser back. The session it
+stores is renewed with a refresh token when it expires; gatehouse logout revokes both.
 
 The password is read from standard input with --password-stdin, or prompted for without echo.`,
-		Example: `  gatehouse login --server http://127.0.0.1:8080 --username admin
+		Example: `  gatehouse login --server https://gatehouse.example.com --sso
+  gatehouse login --server http://127.0.0.1:8080 --username admin
   printf '%s\n' "$ADMIN_PASSWORD" | gatehouse login --server https://gatehouse.example.com --username admin --password-stdin`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,6 +40,12 @@ The password is read from standard input with --password-stdin, or prompted for 
 			server := e.serverURL(s)
 			if server == "" {
 				return usageErrorf("which control plane? pass --server URL")
+			}
+			if sso {
+				if username != "" || passwordStdin {
+					return usageErrorf("--sso signs in through your identity provider: leave out --username and --password-stdin")
+				}
+				return e.loginSSO(cmd.Context(), server, !noBrowser && e.Interactive(), ssoTimeout)
 			}
 			if username == "" {
 				if !e.Interactive() {
@@ -86,6 +99,9 @@ The password is read from standard input with --password-stdin, or prompted for 
 	}
 	cmd.Flags().StringVarP(&username, "username", "u", "", "user name (prompted for when interactive)")
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	cmd.Flags().BoolVar(&sso, "sso", false, "sign in with single sign-on in a browser")
+	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "with --sso: only print the URL, do not try to open a browser")
+	cmd.Flags().DurationVar(&ssoTimeout, "timeout", 5*time.Minute, "with --sso: how long to wait for the browser")
 	return cmd
 }
 
@@ -107,7 +123,10 @@ func newLogoutCmd(e *env) *cobra.Command {
 			// Best effort: end the session on the server too; the local copy goes regardless.
 			c := newClient(normalizeServer(s.Server))
 			c.token = s.Token
-			_, _ = c.post(cmd.Context(), path("logout"), nil)
+			c.refresh = e.refresher(s) // an expired SSO session is renewed so that logout can revoke its refresh token
+			if _, err := c.post(cmd.Context(), path("logout"), nil); err != nil {
+				fmt.Fprintf(e.Stderr, "warning: the control plane did not confirm the logout: %v\n", errorText(err))
+			}
 			if err := e.removeSession(); err != nil {
 				return err
 			}

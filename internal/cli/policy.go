@@ -128,7 +128,7 @@ func (f *policyFlags) apply(cmd *cobra.Command, b *policyBody) error {
 func newPolicyCmd(e *env) *cobra.Command {
 	imp := group("impersonation", "Manage impersonation policies: which IdP users and groups may connect as which repository users",
 		policyCreateCmd(e), policyGetCmd(e), policyUpdateCmd(e), policyDeleteCmd(e), policyListCmd(e))
-	return group("policy", "Manage policies", imp)
+	return group("policy", "Manage policies", imp, newPolicyAccessCmd(e), newPolicyTestCmd(e))
 }
 
 func policyCreateCmd(e *env) *cobra.Command {

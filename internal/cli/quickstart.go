@@ -169,6 +169,7 @@ func runQuickstart(ctx context.Context, e *env, f quickstartFlags) (err error) {
 		ControlPlane:   cp.URL(),
 		SidecarID:      sc.id,
 		PrivateKeyFile: sc.keyFile,
+		DataDir:        filepath.Join(dataDir, "sidecar"),
 		ListenHost:     "127.0.0.1",
 		Logger:         logger,
 	})

@@ -17,6 +17,7 @@ const ListeningPrefix = "gatehouse: control plane listening on "
 
 func newServerCmd(e *env) *cobra.Command {
 	var cfg controlplane.Config
+	var oidc oidcFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the control plane: API, store and (later) web console",
@@ -31,7 +32,13 @@ Each flag falls back to an environment variable when not given:
   --store       GATEHOUSE_STORE       (default: SQLite in the data directory)
   --public-url  GATEHOUSE_PUBLIC_URL  (the URL sidecars and users reach this server at)
   --instance-stale-after         GATEHOUSE_SIDECAR_STALE_AFTER         (default 15s)
-  --instance-disconnected-after  GATEHOUSE_SIDECAR_DISCONNECTED_AFTER  (default 60s)`,
+  --instance-disconnected-after  GATEHOUSE_SIDECAR_DISCONNECTED_AFTER  (default 60s)
+  --oidc-*      GATEHOUSE_OIDC_* (e.g. --oidc-issuer: GATEHOUSE_OIDC_ISSUER)
+  --disable-local-login          GATEHOUSE_DISABLE_LOCAL_LOGIN=true
+
+Single sign-on (docs/sso.md): register {public URL}/api/v1/sso/callback as the redirect URI at
+your identity provider, then pass --oidc-issuer, --oidc-client-id, --oidc-client-secret-file and
+the IdP groups that may sign in (--oidc-admin-groups, --oidc-consumer-groups).`,
 		Example: `  gatehouse server
   gatehouse server --data-dir /var/lib/gatehouse --listen 0.0.0.0:8080 --public-url https://gatehouse.example.com
   gatehouse server --store 'postgres://gatehouse@db.example.com/gatehouse?sslmode=verify-full'`,
@@ -48,6 +55,9 @@ Each flag falls back to an environment variable when not given:
 			if cfg.InstanceDisconnectedAfter, err = durationFallback(e, cmd, "instance-disconnected-after", "GATEHOUSE_SIDECAR_DISCONNECTED_AFTER"); err != nil {
 				return err
 			}
+			if err := applyOIDCFlags(e, &oidc, &cfg); err != nil {
+				return err
+			}
 			cfg.AdminPassword = e.Getenv("GATEHOUSE_ADMIN_PASSWORD")
 			cfg.Stdout = e.Stdout
 			cfg.Logger = e.logger()
@@ -61,6 +71,7 @@ Each flag falls back to an environment variable when not given:
 	f.StringVar(&cfg.PublicURL, "public-url", "", "URL sidecars and users reach this control plane at (default: the listen address)")
 	f.Duration("instance-stale-after", 0, "a sidecar instance silent this long shows as stale (default 15s)")
 	f.Duration("instance-disconnected-after", 0, "a sidecar instance silent this long shows as disconnected (default 60s)")
+	addOIDCFlags(cmd, &oidc)
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // session is what `gatehouse login` keeps between commands: which control plane, and the bearer
@@ -16,6 +17,12 @@ type session struct {
 	Server   string `json:"server"`
 	Username string `json:"username,omitempty"`
 	Token    string `json:"token"`
+
+	// Single sign-on sessions (gatehouse login --sso) are refreshable: on a 401 the CLI trades the
+	// refresh token (rotated on each use) for a new session. See login_oidc.go.
+	ExpiresAt        time.Time `json:"expires_at,omitzero"`
+	RefreshToken     string    `json:"refresh_token,omitempty"`
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
 }
 
 // configDir is $GATEHOUSE_CONFIG_DIR, else os.UserConfigDir()/gatehouse.
@@ -142,6 +149,7 @@ func (e *env) client() (*client, error) {
 	c := newClient(u)
 	if s != nil && normalizeServer(s.Server) == u {
 		c.token = s.Token
+		c.refresh = e.refresher(s)
 	}
 	if c.token == "" {
 		if s == nil {

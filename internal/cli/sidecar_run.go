@@ -33,12 +33,17 @@ type sidecarFileConfig struct {
 	AllowPlaintextPasswords *bool  `yaml:"allow_plaintext_passwords"`
 	ReportInterval          string `yaml:"report_interval"`
 	DrainTimeout            string `yaml:"drain_timeout"`
+
+	Secrets  sidecarSecretsFileConfig  `yaml:",inline"`
+	Activity sidecarActivityFileConfig `yaml:",inline"`
 }
 
 type sidecarRunFlags struct {
 	config, controlPlane, sidecarID, privateKey, tlsCert, tlsKey, dataDir, listenHost string
 	allowPlaintext                                                                    bool
 	reportInterval, drainTimeout                                                      time.Duration
+	secrets                                                                           sidecarSecretsFlags
+	activity                                                                          sidecarActivityFlags
 }
 
 // addSidecarRunCommands makes `gatehouse sidecar` run a sidecar instance and adds `sidecar keygen`
@@ -58,18 +63,20 @@ Each setting is taken from its flag, else from its environment variable, else fr
   --private-key FILE          GATEHOUSE_PRIVATE_KEY                  private_key
   --tls-cert FILE             GATEHOUSE_TLS_CERT                     tls_cert
   --tls-key FILE              GATEHOUSE_TLS_KEY                      tls_key
-  --data-dir DIR              GATEHOUSE_DATA_DIR                     data_dir
+  --data-dir DIR              GATEHOUSE_DATA_DIR                     data_dir (default ./gatehouse-sidecar-data)
   --listen-host ADDR          GATEHOUSE_LISTEN_HOST                  listen_host (default 0.0.0.0)
   --allow-plaintext-passwords GATEHOUSE_ALLOW_PLAINTEXT_PASSWORDS    allow_plaintext_passwords
   --report-interval DURATION  GATEHOUSE_REPORT_INTERVAL              report_interval (default 5s)
   --drain-timeout DURATION    GATEHOUSE_DRAIN_TIMEOUT                drain_timeout (default 30s)
+` + sidecarActivityHelp + `
 
 On SIGTERM or Ctrl-C the sidecar stops accepting connections at once and lets open sessions finish
 for up to --drain-timeout; sessions still open then are ended with "server is shutting down".
 
 Without --tls-cert/--tls-key the listeners use a self-signed certificate made at start; its
 fingerprint is logged. The sidecar keeps running when the control plane is unreachable: it serves
-from the configuration it last received and reconnects on its own.`
+from the configuration it last received and reconnects on its own.
+` + sidecarSecretsHelp
 	cmd.Example = `  gatehouse sidecar keygen --out /etc/gatehouse
   gatehouse sidecar register --display-name "Sales VPC" --hostname sidecar.example.com --public-key-file /etc/gatehouse/public.pem
   gatehouse sidecar --control-plane https://gatehouse.example.com --sidecar-id 3f2a9c --private-key /etc/gatehouse/private.pem
@@ -98,7 +105,7 @@ from the configuration it last received and reconnects on its own.`
 		return runSidecar(cmd.Context(), cfg)
 	}
 	f.add(cmd)
-	cmd.AddCommand(sidecarKeygenCmd(e), sidecarInstancesCmd(e))
+	cmd.AddCommand(sidecarKeygenCmd(e), sidecarInstancesCmd(e), sidecarCheckSecretsCmd(e))
 }
 
 func (f *sidecarRunFlags) add(cmd *cobra.Command) {
@@ -109,11 +116,13 @@ func (f *sidecarRunFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.privateKey, "private-key", "", "PEM file with the sidecar's RSA private key (PKCS#8 or PKCS#1)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain the listeners present to clients")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the activity spool (nothing is written there yet)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the activity spool and the instance ID (default ./gatehouse-sidecar-data)")
 	fl.StringVar(&f.listenHost, "listen-host", "", "address listener ports bind to (default 0.0.0.0)")
 	fl.BoolVar(&f.allowPlaintext, "allow-plaintext-passwords", false, "accept access tokens without TLS (local development only)")
 	fl.DurationVar(&f.reportInterval, "report-interval", 0, "how often the instance reports to the control plane (default 5s)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "on SIGTERM, how long open sessions may finish before they are ended (default 30s)")
+	f.secrets.add(fl)
+	f.activity.add(fl)
 
 }
 
@@ -185,6 +194,14 @@ func (f *sidecarRunFlags) resolve(e *env, cmd *cobra.Command) (sidecar.Config, e
 			cfg.DrainTimeout = d
 		}
 	}
+	secrets, err := f.secrets.resolve(e, cmd, file.Secrets)
+	if err != nil {
+		return sidecar.Config{}, err
+	}
+	cfg.Secrets = secrets
+	if err := f.activity.resolve(e, cmd, file.Activity, &cfg); err != nil {
+		return sidecar.Config{}, err
+	}
 	return cfg, nil
 }
 
@@ -201,7 +218,7 @@ func loadSidecarConfig(path string) (*sidecarFileConfig, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		if m := yamlUnknownField.FindStringSubmatch(err.Error()); m != nil {
-			return nil, fmt.Errorf("config file %s, line %s: unknown key %q (known keys: control_plane, sidecar_id, private_key, tls_cert, tls_key, data_dir, listen_host, allow_plaintext_passwords, report_interval, drain_timeout)", path, m[1], m[2])
+			return nil, fmt.Errorf("config file %s, line %s: unknown key %q (known keys: control_plane, sidecar_id, private_key, tls_cert, tls_key, data_dir, listen_host, allow_plaintext_passwords, report_interval, drain_timeout, %s, %s)", path, m[1], m[2], sidecarSecretsFileKeys, sidecarActivityFileKeys)
 		}
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}

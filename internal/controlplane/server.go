@@ -10,17 +10,23 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/api"
 	"github.com/gatehousedb/gatehouse/internal/auth"
+	"github.com/gatehousedb/gatehouse/internal/scim"
+	sqlpg "github.com/gatehousedb/gatehouse/internal/sqlparse/postgres"
 	"github.com/gatehousedb/gatehouse/internal/store"
+	"github.com/gatehousedb/gatehouse/internal/web"
 )
 
 var _ api.Store = (*store.Store)(nil)
 var _ auth.Store = (*store.Store)(nil)
+var _ scim.Store = (*store.Store)(nil)
 
 // Defaults for Config's zero values.
 const (
@@ -43,10 +49,16 @@ type Config struct {
 
 	// Instance status thresholds for GET /api/v1/sidecars/{id}/instances (zero: 15s and 60s).
 	InstanceStaleAfter, InstanceDisconnectedAfter time.Duration
+
+	// OIDC turns on single sign-on (nil: off). DisableLocalLogin refuses password sign-in; restart
+	// without it as the break-glass way in.
+	OIDC              *auth.OIDCConfig
+	DisableLocalLogin bool
 }
 
 // Server is a running control plane.
 type Server struct {
+	api      *api.API
 	store    *store.Store
 	listener net.Listener
 	http     *http.Server
@@ -115,13 +127,36 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	a, err := api.New(api.Config{
 		Store: st, Logger: cfg.Logger, PublicURL: url,
 		StaleAfter: cfg.InstanceStaleAfter, DisconnectedAfter: cfg.InstanceDisconnectedAfter,
+		OIDC: cfg.OIDC, DisableLocalLogin: cfg.DisableLocalLogin,
+		Classifiers: map[gatehouse.DatabaseType]api.Classifier{gatehouse.PostgreSQL: (&sqlpg.Cache{}).Classify},
 	})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
+	adminGroup := func(string) bool { return false }
+	if cfg.OIDC != nil {
+		admins := cfg.OIDC.AdminGroups
+		adminGroup = func(g string) bool { return slices.Contains(admins, g) }
+	}
+	sc, err := scim.New(scim.Config{Store: st, Logger: cfg.Logger, BaseURL: url, AdminGroup: adminGroup})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	// The web console calls the API in-process, so it applies the API's rules and errors.
+	console, err := web.New(web.Config{API: a.Handler(), PublicURL: url, Logger: cfg.Logger})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	root := http.NewServeMux()
+	root.Handle(scim.Prefix+"/", sc)
+	root.Handle("/api/", a.Handler())
+	root.Handle("/", console)
 	stopping, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Server{
+		api:      a,
 		stopping: stopping,
 		stop:     stop,
 		store:    st,
@@ -129,7 +164,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		url:      url,
 		logger:   logger,
 		http: &http.Server{
-			Handler:           a.Handler(),
+			Handler:           root,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 			BaseContext:       func(net.Listener) context.Context { return stopping },
@@ -147,6 +182,17 @@ func (s *Server) Run(ctx context.Context) error {
 	s.logger.InfoContext(ctx, "control plane serving", "url", s.url, "listen", s.listener.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.listener) }()
+	// Activity past its retention is purged at start and then hourly.
+	rctx, rcancel := context.WithCancel(ctx)
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		s.api.RunRetention(rctx, time.Hour)
+	}()
+	defer func() {
+		rcancel()
+		<-purged
+	}()
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,5 +240,140 @@ func TestResolverErrorsNameReferenceNotValue(t *testing.T) {
 func TestNewRejectsEmptyConfig(t *testing.T) {
 	if _, err := secret.New(secret.Config{}); err == nil {
 		t.Error("New with no sources: no error")
+	}
+}
+
+// expiringSource hands out tokens that expire at a set time.
+type expiringSource struct {
+	countingSource
+	expiry time.Time
+}
+
+func (s *expiringSource) FetchWithExpiry(ctx context.Context, ref gatehouse.SecretRef, t proxy.Target) (gatehouse.Credential, time.Time, error) {
+	c, err := s.Fetch(ctx, ref, t)
+	return c, s.expiry, err
+}
+
+// netDown is what a source returns when it cannot be reached.
+var netDown = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+
+// httpStatusError is an API refusal carrying its HTTP status, as the AWS and Azure errors do.
+type httpStatusError struct{ code int }
+
+func (e httpStatusError) Error() string       { return "AccessDeniedException: not allowed" }
+func (e httpStatusError) HTTPStatusCode() int { return e.code }
+
+func TestResolverHonoursExpiry(t *testing.T) {
+	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	src := &expiringSource{countingSource: countingSource{value: "tok-1"}, expiry: clk.t.Add(3 * time.Minute)}
+	r, err := secret.New(secret.Config{Sources: map[gatehouse.SecretSource]secret.Source{gatehouse.SourceEnv: src},
+		TTL: 10 * time.Minute, ExpiryMargin: time.Minute, GracePeriod: time.Hour, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tg := target("TOKEN")
+	if _, err := r.Credential(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	clk.t = clk.t.Add(119 * time.Second)
+	if _, err := r.Credential(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.calls.Load(); got != 1 {
+		t.Fatalf("fetches before expiry-margin = %d, want 1", got)
+	}
+	clk.t = clk.t.Add(2 * time.Second) // past expiry - margin, well inside the TTL
+	if _, err := r.Credential(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.calls.Load(); got != 2 {
+		t.Fatalf("fetches after expiry-margin = %d, want 2", got)
+	}
+	// An expiring credential is never used past its expiry, grace period or not.
+	src.mu.Lock()
+	src.err = netDown
+	src.mu.Unlock()
+	clk.t = clk.t.Add(3 * time.Minute)
+	if _, err := r.Credential(ctx, tg); err == nil {
+		t.Fatal("an expired token was served during the grace period")
+	}
+}
+
+func TestResolverGracePeriod(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		advance    time.Duration
+		invalidate bool
+		wantStale  bool
+	}{
+		{name: "network error within grace", err: netDown, advance: 2 * time.Minute, wantStale: true},
+		{name: "timeout within grace", err: context.DeadlineExceeded, advance: 2 * time.Minute, wantStale: true},
+		{name: "server error within grace", err: httpStatusError{503}, advance: 2 * time.Minute, wantStale: true},
+		{name: "network error after grace", err: netDown, advance: 12 * time.Minute},
+		{name: "access denied", err: httpStatusError{400}, advance: 2 * time.Minute},
+		{name: "not found", err: errors.New("ResourceNotFoundException: no such secret"), advance: 2 * time.Minute},
+		{name: "after database rejection", err: netDown, advance: 2 * time.Minute, invalidate: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+			src := &countingSource{value: "last-g00d-value"}
+			r, err := secret.New(secret.Config{Sources: map[gatehouse.SecretSource]secret.Source{gatehouse.SourceEnv: src},
+				TTL: time.Minute, GracePeriod: 10 * time.Minute, Now: clk.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			tg := target("PG_PASS")
+			if _, err := r.Credential(ctx, tg); err != nil {
+				t.Fatal(err)
+			}
+			if tc.invalidate {
+				r.Invalidate(tg)
+			}
+			src.mu.Lock()
+			src.err = tc.err
+			src.mu.Unlock()
+			clk.t = clk.t.Add(tc.advance)
+			c, err := r.Credential(ctx, tg)
+			health := r.Health()
+			if len(health) != 1 || health[0].Ref != "env:PG_PASS" {
+				t.Fatalf("health = %+v, want one entry for env:PG_PASS", health)
+			}
+			h := health[0]
+			if strings.Contains(h.String(), "last-g00d-value") {
+				t.Errorf("health shows the value: %s", h)
+			}
+			if !tc.wantStale {
+				if err == nil {
+					t.Fatal("got the last good value; want the error")
+				}
+				if !h.ServingUntil.IsZero() {
+					t.Errorf("health says the last good value is used: %s", h)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("want the last good value, got %v", err)
+			}
+			if c.Reveal() != "last-g00d-value" {
+				t.Errorf("got a different value")
+			}
+			if !h.Unreachable || h.ServingUntil.IsZero() || !strings.Contains(h.String(), "unreachable for env:PG_PASS") {
+				t.Errorf("health = %s; want unreachable and serving the last good value", h)
+			}
+			// The source comes back: the health entry clears.
+			src.mu.Lock()
+			src.err = nil
+			src.mu.Unlock()
+			if _, err := r.Credential(ctx, tg); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Health(); len(got) != 0 {
+				t.Errorf("health after recovery = %+v, want none", got)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/proxy"
+	"github.com/gatehousedb/gatehouse/internal/secret"
 )
 
 // credentialErrorTTL is how long a failed credential fetch stays in the instance's reported
@@ -48,10 +49,18 @@ func (c *credentialErrors) Credential(ctx context.Context, t proxy.Target) (gate
 
 func (c *credentialErrors) Invalidate(t proxy.Target) { c.next.Invalidate(t) }
 
-// recent returns the failures of the last credentialErrorTTL, sorted.
+// close releases what the credentials hold open (a PKCS#11 session), when they hold anything.
+func (c *credentialErrors) close() {
+	if cl, ok := c.next.(interface{ Close() }); ok {
+		cl.Close()
+	}
+}
+
+// recent returns the failures of the last credentialErrorTTL, sorted, followed by the secret
+// references whose source is unreachable while the last good value is still being used (which no
+// session sees fail, so only the resolver's health shows them).
 func (c *credentialErrors) recent() []string {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.now()
 	var out []string
 	for k, e := range c.errs {
@@ -61,6 +70,14 @@ func (c *credentialErrors) recent() []string {
 		}
 		out = append(out, e.msg)
 	}
+	c.mu.Unlock()
 	slices.Sort(out)
+	if h, ok := c.next.(interface{ Health() []secret.Health }); ok {
+		for _, s := range h.Health() {
+			if now.Before(s.ServingUntil) {
+				out = append(out, s.String())
+			}
+		}
+	}
 	return out
 }

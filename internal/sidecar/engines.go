@@ -1,14 +1,10 @@
 package sidecar
 
 import (
-	"log/slog"
-
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/proxy"
+	"github.com/gatehousedb/gatehouse/internal/proxy/mysql"
 	"github.com/gatehousedb/gatehouse/internal/proxy/postgres"
-	"github.com/gatehousedb/gatehouse/internal/secret"
-	"github.com/gatehousedb/gatehouse/internal/secret/env"
-	"github.com/gatehousedb/gatehouse/internal/secret/file"
 )
 
 // DefaultEngines returns the engines this build has. A listener port of any other database type
@@ -23,18 +19,21 @@ func DefaultEngines() map[gatehouse.DatabaseType]EngineFactory {
 				TLS:                     p.TLS,
 				AllowPlaintextPasswords: p.AllowPlaintextPasswords,
 				Logger:                  p.Logger,
+				Auditor:                 p.Auditor,
+			})
+		},
+		// The MySQL engine does not take the Auditor yet: its statements pass through
+		// mysql.Config.OnStatement, where governance will be attached.
+		gatehouse.MySQL: func(p EngineParams) (proxy.Engine, error) {
+			return mysql.New(mysql.Config{
+				Port:                    p.Port.Port,
+				Version:                 p.Port.Version,
+				Authorizer:              p.Authorizer,
+				Credentials:             p.Credentials,
+				TLS:                     p.TLS,
+				AllowPlaintextPasswords: p.AllowPlaintextPasswords,
+				Logger:                  p.Logger,
 			})
 		},
 	}
-}
-
-// DefaultCredentials returns a credential resolver over the secret sources this build has.
-func DefaultCredentials(logger *slog.Logger) (proxy.Credentials, error) {
-	return secret.New(secret.Config{
-		Sources: map[gatehouse.SecretSource]secret.Source{
-			gatehouse.SourceEnv:  env.Source{},
-			gatehouse.SourceFile: file.Source{},
-		},
-		Logger: logger,
-	})
 }

@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehousedb/gatehouse"
+	"github.com/gatehousedb/gatehouse/internal/activity"
 	"github.com/gatehousedb/gatehouse/internal/proxy"
 	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
@@ -39,6 +39,8 @@ type EngineParams struct {
 	TLS                     *tls.Config
 	AllowPlaintextPasswords bool
 	Logger                  *slog.Logger
+	// Auditor records logins and governs statements (access policy, activity).
+	Auditor proxy.Auditor
 }
 
 // EngineFactory makes the engine serving one listener port.
@@ -51,9 +53,15 @@ type Config struct {
 	SidecarID      string
 	PrivateKeyFile string // PEM RSA key, PKCS#8 or PKCS#1
 
-	// DataDir is reserved for the activity spool. Nothing is written there yet; in particular the
+	// DataDir holds the activity spool and the instance ID (so the activity hash chain continues
+	// across restarts); DefaultDataDir when empty. One running instance per directory. The
 	// configuration snapshot is only ever kept in memory.
 	DataDir string
+	// ActivitySpoolMaxBytes bounds the activity spool on disk; activity.DefaultMaxBytes when zero.
+	ActivitySpoolMaxBytes int64
+	// ActivityDropOldest makes a full spool drop its oldest unshipped records (admitted in a
+	// spool.dropped record) instead of refusing statements, the default (fail closed).
+	ActivityDropOldest bool
 
 	// TLSCertFile and TLSKeyFile are the listeners' certificate and key (PEM). Both or neither;
 	// with neither, a self-signed certificate is generated at start and its fingerprint logged.
@@ -71,8 +79,10 @@ type Config struct {
 	// connections and closes them. Nil means DefaultEngines.
 	Engines map[gatehouse.DatabaseType]EngineFactory
 	// Credentials resolves repository users' credentials for the engines. Nil means a resolver
-	// over the sources this build has (see DefaultCredentials).
+	// over the sources this build has (see DefaultCredentials), configured by Secrets.
 	Credentials proxy.Credentials
+	// Secrets configures the default resolver: cache TTL, grace period, AWS and Azure settings.
+	Secrets SecretsConfig
 
 	// Version is this binary's version, reported to the control plane; "dev" when empty.
 	Version string
@@ -110,6 +120,7 @@ type Sidecar struct {
 	listeners *listeners
 	reportNow chan struct{}
 	lastSync  atomic.Pointer[string] // last sync error, nil when the last attempt succeeded
+	audit     *auditor
 }
 
 // New checks cfg, loads the private key and TLS certificate, and returns a sidecar ready to Run.
@@ -153,9 +164,24 @@ func New(cfg Config) (*Sidecar, error) {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	hostname, _ := os.Hostname()
+	// Check the control-plane URL before taking the data directory.
+	if _, err := syncapi.NewClient(cfg.ControlPlane, &syncapi.Signer{}, cfg.HTTPClient); err != nil {
+		return nil, err
+	}
+	audit, instance, err := openAuditor(cfg, logger.With("component", "sidecar/activity"))
+	if err != nil {
+		return nil, err
+	}
+	built := false
+	defer func() {
+		if !built {
+			audit.close()
+		}
+	}()
 	s := &Sidecar{
 		cfg:        cfg,
-		instanceID: rand.Text(),
+		instanceID: instance,
+		audit:      audit,
 		hostname:   hostname,
 		startedAt:  time.Now().UTC(),
 		now:        time.Now,
@@ -195,12 +221,13 @@ func New(cfg Config) (*Sidecar, error) {
 	}
 	creds := cfg.Credentials
 	if creds == nil {
-		if creds, err = DefaultCredentials(s.logger); err != nil {
+		if creds, err = DefaultCredentials(cfg.Secrets, s.logger); err != nil {
 			return nil, err
 		}
 	}
 	s.creds = &credentialErrors{next: creds, now: time.Now, errs: map[string]credentialError{}}
 	s.listeners = newListeners(cfg.ListenHost, s.newEngine, s.logger)
+	built = true
 	return s, nil
 }
 
@@ -229,6 +256,7 @@ func (s *Sidecar) newEngine(p gatehouse.ListenerPort) (proxy.Engine, error) {
 		Credentials:             s.creds,
 		TLS:                     s.tls,
 		AllowPlaintextPasswords: s.cfg.AllowPlaintextPasswords,
+		Auditor:                 s.audit,
 		Logger:                  s.logger.With("port", p.Port),
 	})
 }
@@ -240,6 +268,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.syncLoop(ctx) })
 	g.Go(func() error { return s.reportLoop(ctx) })
+	g.Go(func() error {
+		sh := &activity.Shipper{Spool: s.audit.spool, Sink: activitySink{s.client}, Logger: s.logger}
+		return sh.Run(ctx)
+	})
 	err := g.Wait()
 	drain := s.cfg.DrainTimeout
 	if drain == 0 {
@@ -249,6 +281,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		s.logger.Info("sidecar draining: no new connections; open sessions may finish", "deadline", drain.String())
 	}
 	s.listeners.stop(max(drain, 0))
+	s.creds.close()
+	if cerr := s.audit.close(); cerr != nil {
+		s.logger.Error("close activity spool", "err", cerr)
+	}
 	s.client.CloseIdleConnections()
 	s.logger.Info("sidecar stopped")
 	return err
@@ -299,6 +335,7 @@ func (s *Sidecar) syncLoop(ctx context.Context) error {
 // listeners, and report.
 func (s *Sidecar) apply(ctx context.Context, snap *syncapi.Snapshot) {
 	st := newState(snap)
+	s.audit.update(snap)
 	old := s.state.Swap(st)
 	s.recheck(st, s.now())
 	s.listeners.set(ctx, st.ports)

@@ -110,6 +110,7 @@ func startSidecar(t *testing.T, cp *fakeControlPlane, mod func(*Config)) (*Sidec
 		MinBackoff:     20 * time.Millisecond,
 		MaxBackoff:     200 * time.Millisecond,
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		DataDir:        t.TempDir(),
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -137,7 +137,11 @@ func (s *Store) DeleteRepository(ctx context.Context, name string, cascade bool)
 		if err != nil {
 			return fmt.Errorf("list impersonation policies: %w", err)
 		}
-		if !cascade && (len(bs) > 0 || len(policies) > 0) {
+		access, err := t.names(ctx, "SELECT name FROM access_policies WHERE repository = ?", name)
+		if err != nil {
+			return fmt.Errorf("list access policies: %w", err)
+		}
+		if !cascade && (len(bs) > 0 || len(policies) > 0 || len(access) > 0) {
 			var deps []string
 			for _, b := range bs {
 				deps = append(deps, b.label())
@@ -145,11 +149,15 @@ func (s *Store) DeleteRepository(ctx context.Context, name string, cascade bool)
 			for _, p := range policies {
 				deps = append(deps, fmt.Sprintf("impersonation policy %q", p))
 			}
+			for _, p := range access {
+				deps = append(deps, fmt.Sprintf("access policy %q", p))
+			}
 			return dependents(fmt.Sprintf("repository %q", name), deps)
 		}
 		for _, stmt := range []string{
 			"DELETE FROM bindings WHERE repository = ?",
 			"DELETE FROM impersonation_policies WHERE repository = ?",
+			"DELETE FROM access_policies WHERE repository = ?",
 			"DELETE FROM repository_users WHERE repository = ?",
 			"DELETE FROM repositories WHERE name = ?",
 		} {

@@ -14,7 +14,7 @@ import (
 
 // apiError is an error answer of the API: its status and its {"error":{...}} body.
 type apiError struct {
-	Status                int
+	Status               int
 	Code, Field, Message string
 }
 

@@ -28,11 +28,29 @@ func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 	pg := c.newPage(w, r, nil, "Sign in", "")
 	pg.CSRF = tok
 	pg.Form = form
-	pg.Data = loginData{Next: safeNext(form.Get("next")), SSOLoginURL: c.ssoLoginURL}
+	pg.Data = loginData{Next: safeNext(form.Get("next")), SSOLoginURL: c.ssoURL(r)}
 	if err != nil {
 		pg.setError(err, loginFields, nil)
 	}
 	c.render(w, r, status, "login", pg)
+}
+
+// ssoURL is where "Sign in with SSO" goes: Config.SSOLoginURL, else the login URL the API
+// announces at GET /api/v1/sso when single sign-on is configured, else "" (no button).
+func (c *Console) ssoURL(r *http.Request) string {
+	if c.ssoLoginURL != "" {
+		return c.ssoLoginURL
+	}
+	var info struct {
+		LoginURL string `json:"login_url"`
+	}
+	if err := c.call(r, nil, "GET", "/api/v1/sso", nil, &info); err != nil || info.LoginURL == "" {
+		return ""
+	}
+	if u, err := url.Parse(info.LoginURL); err == nil && u.Path != "" {
+		return u.Path
+	}
+	return ""
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {

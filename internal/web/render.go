@@ -195,7 +195,13 @@ var funcs = template.FuncMap{
 		}
 		return string(s)
 	},
-	"join": strings.Join,
+	"join":  strings.Join,
+	"list1": func(value, label string) []option { return []option{{Value: value, Label: label}} },
+	"prepend": func(value, label string, opts []option) []option {
+		return append([]option{{Value: value, Label: label}}, opts...)
+	},
+	"inc":    func(i int) int { return i + 1 },
+	"idsafe": idSafe,
 }
 
 var databaseTypeOptions = []option{

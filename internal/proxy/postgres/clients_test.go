@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gatehousedb/gatehouse"
-	"github.com/gatehousedb/gatehouse/internal/proxy/postgres"
 )
 
 // psqlCmd runs psql against the sidecar with the token as the password.
@@ -182,16 +180,8 @@ func waitForLog(t *testing.T, sc *sidecar, s string) {
 }
 
 func TestPgx(t *testing.T) {
-	var mu sync.Mutex
-	var stmts []string
-	sc := startProxy(t, proxyOptions{onStmt: func(_ context.Context, st postgres.Statement) {
-		mu.Lock()
-		defer mu.Unlock()
-		stmts = append(stmts, string(st.Kind)+":"+st.SQL)
-		if st.Grant == nil || st.Grant.Identity.User != aliceUser {
-			t.Errorf("statement hook without the session's grant: %+v", st.Grant)
-		}
-	}})
+	aud := &fakeAuditor{t: t}
+	sc := startProxy(t, proxyOptions{auditor: aud})
 	conn := sc.pgx(t, "scram_user", aliceToken, "application_name=reports database=app")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -349,11 +339,13 @@ func TestPgx(t *testing.T) {
 		}
 	})
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(stmts) == 0 || !strings.HasPrefix(stmts[0], "P:select current_user") {
-		t.Errorf("statement hook saw %q", stmts)
+	conn.Close(ctx)
+	aud.waitClosed(t, 1)
+	stmts := aud.statements()
+	if len(stmts) == 0 || !strings.HasPrefix(stmts[0], "extended:select current_user") {
+		t.Errorf("auditor saw %q", stmts)
 	}
+	aud.checkComplete(t)
 }
 
 func TestPgxCancel(t *testing.T) {

@@ -24,16 +24,6 @@ const (
 	forcedCloseGrace = 5 * time.Second
 )
 
-// Statement is one statement a client sent: a simple Query or an extended-protocol Parse.
-type Statement struct {
-	Grant *proxy.Grant
-	// Kind is 'Q' (simple query, may hold several statements) or 'P' (Parse).
-	Kind byte
-	// Name is the prepared statement's name for Parse ("" for the unnamed statement).
-	Name string
-	SQL  string
-}
-
 // Config configures an Engine.
 type Config struct {
 	// Port is the listener port this engine serves; it goes into proxy.Login.
@@ -54,9 +44,10 @@ type Config struct {
 	// HandshakeTimeout bounds the client handshake plus upstream connect and authentication;
 	// zero means one minute.
 	HandshakeTimeout time.Duration
-	// OnStatement, when set, is called with each Query and Parse message before it is forwarded.
-	// It is the hook where statements will be classified and audited.
-	OnStatement func(ctx context.Context, st Statement)
+	// Auditor, when set, records every login attempt and governs every statement: each is
+	// classified, evaluated against access policy and recorded before it is forwarded, and a
+	// refused one is answered with SQLSTATE 42501 inside the protocol. Nil relays untouched.
+	Auditor proxy.Auditor
 }
 
 // Engine serves PostgreSQL clients on one listener port.

@@ -308,7 +308,7 @@ type proxyOptions struct {
 	database  string
 	plaintext bool // AllowPlaintextPasswords
 	noTLS     bool // no client-side TLS at all
-	onStmt    func(context.Context, postgres.Statement)
+	auditor   proxy.Auditor
 }
 
 type sidecar struct {
@@ -351,7 +351,7 @@ func startProxy(t *testing.T, o proxyOptions) *sidecar {
 	}}
 	cfg := postgres.Config{
 		Port: port, Authorizer: auth, Credentials: res, Logger: logger,
-		AllowPlaintextPasswords: o.plaintext, OnStatement: o.onStmt,
+		AllowPlaintextPasswords: o.plaintext, Auditor: o.auditor,
 		// Every repository host name resolves to the test server, so names not in its
 		// certificate can be tried.
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {

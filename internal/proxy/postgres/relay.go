@@ -1,22 +1,19 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // endWriteTimeout bounds how long ending a session waits to get a FATAL message to the client.
 const endWriteTimeout = 2 * time.Second
 
 // relay copies messages both ways until either side closes, the token expires, the grant is
-// revoked or the engine shuts down. Messages are copied whole and otherwise untouched; only Query
-// and Parse are decoded, for OnStatement.
+// revoked or the engine shuts down. Messages are copied whole and otherwise untouched; with an
+// Auditor, statement messages are governed on the way (govern.go).
 func (s *session) relay(ctx context.Context) (endReason, error) {
 	s.relaying.Store(true)
 	s.client.SetDeadline(time.Time{})
@@ -113,34 +110,27 @@ func (s *session) sendEnd(r endReason) {
 }
 
 // clientToUpstream forwards client messages. It flushes whenever the client has nothing more
-// buffered, so pipelined messages go out together.
+// buffered, so pipelined messages go out together. With an Auditor, statement messages go through
+// the session's governance first (govern.go).
 func (s *session) clientToUpstream(ctx context.Context) error {
 	up := s.upstream
-	hook := s.e.cfg.OnStatement
+	g := s.gov
 	for {
 		typ, n, err := readHeader(s.cr, maxMessageLen)
 		if err != nil {
 			return err
 		}
 		s.bytesUp.Add(int64(n) + 5)
-		if hook != nil && (typ == 'Q' || typ == 'P') {
-			body := make([]byte, n)
-			if _, err := io.ReadFull(s.cr, body); err != nil {
+		switch {
+		case g != nil && governed(typ):
+			if err := s.clientMessage(ctx, typ, n); err != nil {
+				return err
+			}
+		case g != nil && g.discarding && typ != 'X':
+			if _, err := io.CopyN(io.Discard, s.cr, int64(n)); err != nil {
 				return unexpectedEOF(err)
 			}
-			st, err := decodeStatement(typ, body)
-			if err != nil {
-				return err
-			}
-			st.Grant = s.grant
-			hook(ctx, st)
-			if err := writeHeader(up.w, typ, n); err != nil {
-				return err
-			}
-			if _, err := up.w.Write(body); err != nil {
-				return err
-			}
-		} else {
+		default:
 			if err := writeHeader(up.w, typ, n); err != nil {
 				return err
 			}
@@ -160,40 +150,31 @@ func (s *session) clientToUpstream(ctx context.Context) error {
 	}
 }
 
-// decodeStatement decodes a Query or Parse body.
-func decodeStatement(typ byte, body []byte) (Statement, error) {
-	switch typ {
-	case 'Q':
-		var m pgproto3.Query
-		if err := m.Decode(body); err != nil {
-			return Statement{}, fmt.Errorf("decode Query: %w", err)
-		}
-		return Statement{Kind: 'Q', SQL: m.String}, nil
-	case 'P':
-		var m pgproto3.Parse
-		if err := m.Decode(body); err != nil {
-			return Statement{}, fmt.Errorf("decode Parse: %w", err)
-		}
-		return Statement{Kind: 'P', Name: m.Name, SQL: m.Query}, nil
-	}
-	return Statement{}, fmt.Errorf("message type %q is not a statement", typ)
-}
-
 // upstreamToClient forwards server messages, each whole under the write lock.
 func (s *session) upstreamToClient() error {
 	up := s.upstream
+	if s.gov != nil {
+		defer close(s.gov.upDone)
+	}
 	for {
 		typ, n, err := readHeader(up.r, maxMessageLen)
 		if err != nil {
 			return err
 		}
-		if err := s.forward(typ, n, up.r); err != nil {
+		if s.gov != nil {
+			err = s.serverMessage(typ, n, up.r)
+		} else {
+			err = s.forward(typ, n, up.r)
+		}
+		if err != nil {
 			return err
 		}
 	}
 }
 
-func (s *session) forward(typ byte, n int, r *bufio.Reader) error {
+// forward writes one server message, whose body is read from r, to the client. It flushes when
+// the upstream has nothing more buffered.
+func (s *session) forward(typ byte, n int, r io.Reader) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.broken {
@@ -208,7 +189,7 @@ func (s *session) forward(typ byte, n int, r *bufio.Reader) error {
 		s.broken = true
 		return unexpectedEOF(err)
 	}
-	if r.Buffered() == 0 {
+	if s.upstream.r.Buffered() == 0 {
 		if err := s.cw.Flush(); err != nil {
 			s.broken = true
 			return err

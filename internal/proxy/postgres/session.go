@@ -56,6 +56,12 @@ type session struct {
 	cancel    context.CancelFunc // cancels the session's context
 	bytesUp   atomic.Int64
 	bytesDown atomic.Int64
+
+	// Statement governance (govern.go); nil without an Auditor.
+	gov            *governor
+	q              respQueue
+	sbuf           []byte // server message bodies read for governance
+	internalSchema string
 }
 
 func newSession(e *Engine, conn net.Conn, cancel context.CancelFunc) *session {
@@ -119,7 +125,18 @@ func (s *session) run(ctx context.Context) {
 	s.logger.Info("session started", "database", s.upstream.database, "upstream_tls", s.upstream.tls)
 	start := time.Now()
 	reason, err := s.relay(ctx)
-	attrs := []any{"duration", time.Since(start).Round(time.Millisecond), "bytes_from_client", s.bytesUp.Load(), "bytes_to_client", s.bytesDown.Load()}
+	dur := time.Since(start)
+	if s.gov != nil {
+		end := proxy.SessionEnd{Duration: dur, BytesFromClient: s.bytesUp.Load(), BytesToClient: s.bytesDown.Load()}
+		switch {
+		case reason != endNone:
+			end.Reason = reason.String()
+		case err != nil:
+			end.Reason = err.Error()
+		}
+		s.gov.aud.Close(context.WithoutCancel(ctx), end)
+	}
+	attrs := []any{"duration", dur.Round(time.Millisecond), "bytes_from_client", s.bytesUp.Load(), "bytes_to_client", s.bytesDown.Load()}
 	switch {
 	case reason != endNone:
 		attrs = append(attrs, "ended_by", reason.String())
@@ -317,6 +334,7 @@ func (s *session) login(ctx context.Context) bool {
 		} else {
 			s.logger.Error("authorization failed", "username", p["user"], "error", err)
 		}
+		s.audit(ctx, proxy.LoginEvent{Err: err})
 		s.send(authErrorResponse(err))
 		return false
 	}
@@ -324,6 +342,7 @@ func (s *session) login(ctx context.Context) bool {
 
 	up, errResp := s.connectUpstream(ctx)
 	if errResp != nil {
+		s.audit(ctx, proxy.LoginEvent{Grant: grant, Err: fmt.Errorf("%s: %s", errResp.Code, errResp.Message)})
 		s.send(errResp)
 		return false
 	}
@@ -332,7 +351,40 @@ func (s *session) login(ctx context.Context) bool {
 		s.fatal(codeInternalError, "cannot issue a cancel key")
 		return false
 	}
+	// The session's start is on the record before the client is told it is in.
+	if s.e.cfg.Auditor != nil {
+		aud, err := s.audit(ctx, proxy.LoginEvent{Grant: grant})
+		if err != nil {
+			s.logger.Error("session start not recorded; login refused", "error", err)
+			s.fatal(codeInsufficientResources, "Gatehouse cannot record this session (%v); try again later", err)
+			return false
+		}
+		if aud != nil {
+			s.gov = newGovernor(aud)
+		}
+		s.q.status = 'I'
+		if s.upstream.ready != nil {
+			s.q.status = s.upstream.ready.TxStatus
+		}
+	}
 	return s.startSession()
+}
+
+// audit records a login attempt, filling in what the session knows.
+func (s *session) audit(ctx context.Context, ev proxy.LoginEvent) (proxy.StatementAuditor, error) {
+	a := s.e.cfg.Auditor
+	if a == nil {
+		return nil, nil
+	}
+	p := s.startup.Params
+	ev.Login = proxy.Login{Port: s.e.cfg.Port, Username: p["user"], ClientAddr: s.clientAddr}
+	ev.Application = p["application_name"]
+	ev.TLS = s.secure
+	aud, err := a.Login(ctx, ev)
+	if err != nil && ev.Err != nil {
+		s.logger.Error("refused login not recorded", "error", err)
+	}
+	return aud, err
 }
 
 // startSession tells the client it is in, forwarding the upstream's parameters and its

@@ -76,7 +76,7 @@ func extract(s, path string) (string, error) {
 	isObject := strings.HasPrefix(strings.TrimSpace(s), "{") && dec.Decode(&obj) == nil && !dec.More()
 	if !isObject {
 		if path != "" {
-			return "", fmt.Errorf("json_path %s is set but the secret is not a JSON object", path)
+			return "", &JSONPathError{fmt.Sprintf("json_path %s is set but the secret is not a JSON object", path)}
 		}
 		return s, nil
 	}
@@ -89,7 +89,7 @@ func extract(s, path string) (string, error) {
 	for i, k := range keys {
 		m, ok := cur.(map[string]any)
 		if !ok {
-			return "", fmt.Errorf("JSON secret: %s is %s, not an object", strings.Join(keys[:i], "."), kind(cur))
+			return "", &JSONPathError{fmt.Sprintf("JSON secret: %s is %s, not an object", strings.Join(keys[:i], "."), kind(cur))}
 		}
 		next, ok := m[k]
 		if !ok {
@@ -97,7 +97,7 @@ func extract(s, path string) (string, error) {
 			if !explicit {
 				msg += " (no json_path is set, so \"password\" is used; set json_path to the key that holds the password)"
 			}
-			return "", fmt.Errorf("%s; keys there: %s", msg, keyList(m))
+			return "", &JSONPathError{fmt.Sprintf("%s; keys there: %s", msg, keyList(m))}
 		}
 		cur = next
 	}
@@ -107,8 +107,14 @@ func extract(s, path string) (string, error) {
 	case json.Number:
 		return v.String(), nil
 	}
-	return "", fmt.Errorf("JSON secret: %s is %s, not a string", path, kind(cur))
+	return "", &JSONPathError{fmt.Sprintf("JSON secret: %s is %s, not a string", path, kind(cur))}
 }
+
+// JSONPathError says the secret was read but holds no string at the reference's JSON path. It
+// names keys, never values.
+type JSONPathError struct{ msg string }
+
+func (e *JSONPathError) Error() string { return e.msg }
 
 func kind(v any) string {
 	switch v.(type) {

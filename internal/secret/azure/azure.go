@@ -196,6 +196,10 @@ func (e *APIError) Error() string {
 
 func (e *APIError) Unwrap() error { return e.Err }
 
+// HTTPStatusCode is the vault's HTTP status, which tells the resolver a server error (worth
+// riding out on the last good value) from a refusal.
+func (e *APIError) HTTPStatusCode() int { return e.Status }
+
 // Fetch reads secret ref.SecretName (at ref.Version, latest when empty) from vault ref.VaultURI.
 func (s KeyVault) Fetch(ctx context.Context, ref gatehouse.SecretRef, _ proxy.Target) (gatehouse.Credential, error) {
 	if ref.Source != gatehouse.SourceAzureKeyVault {

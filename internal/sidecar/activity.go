@@ -1,0 +1,370 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gatehousedb/gatehouse"
+	"github.com/gatehousedb/gatehouse/internal/activity"
+	"github.com/gatehousedb/gatehouse/internal/policy"
+	"github.com/gatehousedb/gatehouse/internal/proxy"
+	sqlpg "github.com/gatehousedb/gatehouse/internal/sqlparse/postgres"
+	"github.com/gatehousedb/gatehouse/internal/syncapi"
+)
+
+// DefaultDataDir is where a sidecar keeps its activity spool and instance identity when no data
+// directory is configured.
+const DefaultDataDir = "./gatehouse-sidecar-data"
+
+// instanceFile holds the instance ID of the sidecar instance that owns a data directory, so that
+// its activity hash chain continues across restarts.
+const instanceFile = "instance_id"
+
+// auditor is the protocol-neutral statement governance of a sidecar instance: it classifies each
+// statement (through the engine's dialect), evaluates the access policies of the session's
+// repository, and appends activity records to the spool before the engine forwards anything. It
+// implements proxy.Auditor for every engine.
+type auditor struct {
+	spool  *activity.Spool
+	lock   *os.File // flock on the data directory
+	pg     *sqlpg.Cache
+	sets   atomic.Pointer[policySets]
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+var _ proxy.Auditor = (*auditor)(nil)
+
+// policySets are the compiled access policies of one snapshot.
+type policySets struct {
+	byRepo           map[string]*policy.Set
+	broken           map[string]string // repository -> why its policies do not compile
+	allowUnsupported bool
+}
+
+var emptySet, _ = policy.Compile(nil)
+
+// openAuditor takes the data directory (one instance at a time), reads or makes the instance ID
+// and opens the spool.
+func openAuditor(cfg Config, logger *slog.Logger) (*auditor, string, error) {
+	dir := cfg.DataDir
+	if dir == "" {
+		dir = DefaultDataDir
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, "", fmt.Errorf("open data directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, "", fmt.Errorf("data directory %s is in use by another sidecar instance; give each instance its own --data-dir", dir)
+	}
+	id, err := instanceID(dir)
+	if err != nil {
+		lock.Close()
+		return nil, "", err
+	}
+	full := activity.FailClosed
+	if cfg.ActivityDropOldest {
+		full = activity.DropOldest
+	}
+	spool, err := activity.Open(activity.Config{
+		Dir:        filepath.Join(dir, "activity"),
+		SidecarID:  cfg.SidecarID,
+		InstanceID: id,
+		MaxBytes:   cfg.ActivitySpoolMaxBytes,
+		Full:       full,
+	})
+	if err != nil {
+		lock.Close()
+		return nil, "", err
+	}
+	a := &auditor{spool: spool, lock: lock, pg: &sqlpg.Cache{}, logger: logger, now: time.Now}
+	a.sets.Store(&policySets{byRepo: map[string]*policy.Set{}})
+	return a, id, nil
+}
+
+func instanceID(dir string) (string, error) {
+	path := filepath.Join(dir, instanceFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read instance ID: %w", err)
+	}
+	id := rand.Text()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write instance ID: %w", err)
+	}
+	return id, nil
+}
+
+func (a *auditor) close() error {
+	err := a.spool.Close()
+	a.lock.Close()
+	return err
+}
+
+// update compiles the access policies of a new snapshot and swaps them in.
+func (a *auditor) update(snap *syncapi.Snapshot) {
+	group := map[string][]gatehouse.AccessPolicy{}
+	for _, p := range snap.AccessPolicies {
+		group[p.Repository] = append(group[p.Repository], p)
+	}
+	ps := &policySets{byRepo: map[string]*policy.Set{}, broken: map[string]string{}, allowUnsupported: snap.Sidecar.AllowUnsupportedQueries}
+	for repo, list := range group {
+		set, err := policy.Compile(list)
+		if err != nil {
+			a.logger.Error("access policies do not compile; every statement on the repository is refused", "repository", repo, "err", err)
+			ps.broken[repo] = err.Error()
+			continue
+		}
+		ps.byRepo[repo] = set
+	}
+	a.sets.Store(ps)
+}
+
+// Login records a login attempt and, for a successful one, returns the session's governance.
+func (a *auditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.StatementAuditor, error) {
+	r := &activity.Record{
+		Type:        activity.TypeSessionStart,
+		SessionID:   rand.Text(),
+		ClientAddr:  ev.Login.ClientAddr,
+		Application: ev.Application,
+		TLS:         ev.TLS,
+		Outcome:     activity.OutcomeSuccess,
+	}
+	if g := ev.Grant; g != nil {
+		r.User, r.Groups = g.Identity.User, g.Identity.Groups
+		r.Repository, r.RepositoryUser = g.Target.Repository.Name, g.Target.User.Username
+	} else {
+		r.RepositoryUser, r.Repository, _ = strings.Cut(ev.Login.Username, "@")
+	}
+	if ev.Err != nil {
+		var ae *proxy.AuthError
+		r.Outcome = activity.OutcomeError
+		if errors.As(ev.Err, &ae) {
+			r.Outcome = activity.OutcomeRefused
+		}
+		r.Reason = ev.Err.Error()
+	}
+	if err := a.spool.Append(ctx, r); err != nil {
+		return nil, err
+	}
+	if ev.Err != nil {
+		return nil, nil
+	}
+	s := &session{
+		a:       a,
+		id:      r.SessionID,
+		subject: policy.Subject{User: r.User, Groups: r.Groups},
+		repo:    r.Repository,
+		user:    r.RepositoryUser,
+		ends:    make(chan *activity.Record, 256),
+		done:    make(chan struct{}),
+	}
+	go s.appendEnds()
+	return s, nil
+}
+
+// session governs one client session. Statement, SetSchema and RecordParams are called from the
+// engine's client→upstream direction only; Complete from the other direction.
+type session struct {
+	a       *auditor
+	id      string
+	subject policy.Subject
+	repo    string
+	user    string
+	schema  string
+	prep    sqlpg.Prepared
+	ends    chan *activity.Record
+	done    chan struct{}
+	failed  atomic.Bool // a statement.end could not be appended
+	endOnce sync.Once
+}
+
+var _ proxy.StatementAuditor = (*session)(nil)
+
+func (s *session) SetSchema(schema string) { s.schema = schema }
+
+// RecordParams: bind parameter values are not recorded; repositories cannot opt in yet.
+func (s *session) RecordParams() bool { return false }
+
+func (s *session) decide(st policy.Statement) policy.Decision {
+	sets := s.a.sets.Load()
+	if why, ok := sets.broken[s.repo]; ok {
+		return policy.Decision{Enforced: true, Mode: gatehouse.AccessEnforce, Reason: "the repository's access policies cannot be evaluated: " + why}
+	}
+	set := sets.byRepo[s.repo]
+	if set == nil {
+		set = emptySet
+	}
+	return set.Evaluate(s.subject, st, sets.allowUnsupported)
+}
+
+// Statement classifies, evaluates and records a statement message.
+func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdict {
+	var sts []policy.Statement
+	if m.Path == proxy.PathFunction {
+		sts = []policy.Statement{{Kind: policy.KindFunction, Text: m.SQL}}
+	} else {
+		var err error
+		sts, err = s.a.pg.Classify(m.SQL)
+		if err != nil {
+			r := s.record(policy.Statement{Kind: policy.KindUnsupported, Text: m.SQL, Unsupported: true}, policy.Decision{Mode: gatehouse.AccessEnforce, Reason: "statement could not be classified: " + err.Error()})
+			_ = s.a.spool.Append(ctx, r)
+			return proxy.Verdict{Refusal: proxy.NotRecorded, Message: "Gatehouse could not classify this statement; it was not run"}
+		}
+	}
+	if len(sts) == 0 {
+		return proxy.Verdict{} // empty query: nothing runs
+	}
+	recs := make([]*activity.Record, len(sts))
+	var blocked *policy.Decision
+	refresh := false
+	for i, st := range sts {
+		st = s.prep.Resolve(st)
+		st = policy.Qualify(st, s.schema)
+		d := s.decide(st)
+		if d.Blocks() && blocked == nil {
+			blocked = &d
+		}
+		refresh = refresh || st.ChangesDefaultSchema
+		recs[i] = s.record(st, d)
+		if m.Path == proxy.PathExtended && len(m.Params) > 0 {
+			recs[i].Params = m.Params
+		}
+	}
+	if blocked != nil {
+		for _, r := range recs {
+			if r.Decision == activity.DecisionAllow {
+				r.Reason = "not run: another statement of the same message was refused"
+			}
+		}
+	}
+	if err := s.a.spool.AppendAll(ctx, recs); err != nil {
+		s.a.logger.Error("statement not recorded; refused", "session_id", s.id, "err", err)
+		return proxy.Verdict{Refusal: proxy.NotRecorded, Message: fmt.Sprintf("Gatehouse cannot record this statement (%v), so it was not run", err)}
+	}
+	if blocked != nil {
+		msg := "permission denied by Gatehouse"
+		if blocked.Rule != "" {
+			msg += " access rule " + blocked.Rule
+		}
+		if blocked.Reason != "" {
+			msg += ": " + blocked.Reason
+		}
+		return proxy.Verdict{Refusal: proxy.RefusedByPolicy, Message: msg}
+	}
+	refs := make([]uint64, len(recs))
+	for i, r := range recs {
+		refs[i] = r.Seq
+	}
+	return proxy.Verdict{Refs: refs, RefreshSchema: refresh}
+}
+
+func (s *session) record(st policy.Statement, d policy.Decision) *activity.Record {
+	r := &activity.Record{
+		Type:           activity.TypeStatement,
+		Time:           s.a.now(),
+		SessionID:      s.id,
+		User:           s.subject.User,
+		Repository:     s.repo,
+		RepositoryUser: s.user,
+		Statement:      st.Text,
+		Fingerprint:    st.Fingerprint,
+		Kind:           st.Kind,
+		Objects:        st.ObjectNames(),
+		Decision:       activity.DecisionAllow,
+		Rule:           d.Rule,
+		Mode:           d.Mode,
+		Reason:         d.Reason,
+	}
+	if !d.Allowed {
+		r.Decision = activity.DecisionDeny
+	}
+	return r
+}
+
+// Complete queues the statement.end record of ref; it is appended in the background so that the
+// server's answers reach the client without waiting for the disk.
+func (s *session) Complete(ref uint64, c proxy.Completion) {
+	r := &activity.Record{
+		Type:           activity.TypeStatementEnd,
+		Time:           s.a.now(),
+		SessionID:      s.id,
+		Ref:            ref,
+		User:           s.subject.User,
+		Repository:     s.repo,
+		RepositoryUser: s.user,
+		Rows:           c.Rows,
+		DurationMS:     float64(c.Duration) / float64(time.Millisecond),
+		ErrorCode:      c.ErrorCode,
+	}
+	if c.NotExecuted {
+		r.Reason = "not executed"
+	}
+	s.ends <- r
+}
+
+func (s *session) appendEnds() {
+	defer close(s.done)
+	for r := range s.ends {
+		if err := s.a.spool.Append(context.Background(), r); err != nil && !s.failed.Swap(true) {
+			s.a.logger.Error("statement outcome not recorded", "session_id", s.id, "err", err)
+		}
+	}
+}
+
+// Close records the session's end after the outcomes of its statements.
+func (s *session) Close(ctx context.Context, end proxy.SessionEnd) {
+	s.endOnce.Do(func() {
+		close(s.ends)
+		<-s.done
+		r := &activity.Record{
+			Type:           activity.TypeSessionEnd,
+			SessionID:      s.id,
+			User:           s.subject.User,
+			Repository:     s.repo,
+			RepositoryUser: s.user,
+			DurationMS:     float64(end.Duration) / float64(time.Millisecond),
+			BytesIn:        end.BytesFromClient,
+			BytesOut:       end.BytesToClient,
+			Reason:         end.Reason,
+		}
+		if err := s.a.spool.Append(ctx, r); err != nil {
+			s.a.logger.Error("session end not recorded", "session_id", s.id, "err", err)
+		}
+	})
+}
+
+// activitySink ships spool records to the control plane.
+type activitySink struct{ c *syncapi.Client }
+
+func (k activitySink) Ship(ctx context.Context, records []activity.Record) error {
+	raw := make([]json.RawMessage, len(records))
+	for i := range records {
+		b, err := json.Marshal(&records[i])
+		if err != nil {
+			return err
+		}
+		raw[i] = b
+	}
+	return k.c.ShipActivity(ctx, raw)
+}
