@@ -34,16 +34,19 @@ func (m TLSMode) Validate(field string) error {
 
 // Repository is a registered database.
 type Repository struct {
-	Name      string       `json:"name"`
-	Type      DatabaseType `json:"type"`
-	Version   string       `json:"version"`
-	Hostname  string       `json:"hostname"`
-	Port      int          `json:"port"`
-	Database  string       `json:"database"`
-	TLSMode   TLSMode      `json:"tls_mode"`
-	CABundle  string       `json:"ca_bundle,omitempty"` // PEM; used by verify-ca and verify-full
-	CreatedAt time.Time    `json:"created_at"`
-	UpdatedAt time.Time    `json:"updated_at"`
+	Name     string       `json:"name"`
+	Type     DatabaseType `json:"type"`
+	Version  string       `json:"version"`
+	Hostname string       `json:"hostname"`
+	Port     int          `json:"port"`
+	Database string       `json:"database"`
+	TLSMode  TLSMode      `json:"tls_mode"`
+	CABundle string       `json:"ca_bundle,omitempty"` // PEM; used by verify-ca and verify-full
+	// RecordParameters opts the repository in to recording bind parameter values in activity.
+	// Off by default: parameter values are data (often personal or secret), statement text is not.
+	RecordParameters bool      `json:"record_parameters"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 // Normalize fills defaults: the type's usual port, TLS mode "prefer".

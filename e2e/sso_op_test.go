@@ -94,7 +94,9 @@ type opClient struct {
 	op *testOP
 }
 
-func (c *opClient) IsScopeAllowed(scope string) bool { return scope == "groups" || c.Client.IsScopeAllowed(scope) }
+func (c *opClient) IsScopeAllowed(scope string) bool {
+	return scope == "groups" || c.Client.IsScopeAllowed(scope)
+}
 
 func (c *opClient) IDTokenLifetime() time.Duration {
 	if c.op.expired.Load() {

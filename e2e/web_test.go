@@ -283,7 +283,21 @@ func TestWebRegistrationWorkflow(t *testing.T) {
 	b.run("rule", choose("f-rules-0--repository_user", "postgres"), click("#save-policy", "#create-policy"))
 	b.wantText("main", "Alice on app", "user alice@example.com → postgres")
 	b.shot("policies")
-	b.run("access management tab", click("#tab-access", "#access-unavailable"))
+
+	// Access management: a monitor-mode policy, a wrong operation first; then "Test a statement".
+	b.run("create policy", click("#create-policy", "#create-access"))
+	b.run("access management policy", click("#create-access", "#f-name"))
+	b.run("bad operation", fill("f-name", "no-ddl"), choose("f-repository", "app"), choose("f-mode", "monitor"),
+		choose("f-rules-0--effect", "deny"), fill("f-rules-0--operations", "drop"), fill("f-rules-0--objects", "*"),
+		click("#save-access-policy", "#e-rules-0--operations"))
+	b.wantText("#e-rules-0--operations", `"drop" is not an operation`)
+	b.shot("access-policy-error")
+	b.run("save access policy", fill("f-rules-0--operations", "ddl"), click("#save-access-policy", "#access-policies"))
+	b.wantText("#access-policies", "no-ddl", "monitor", "deny ddl on *")
+	b.run("test a statement", choose("f-test-repository", "app"), fill("f-test-user", "alice@example.com"), fill("f-test-sql", "DROP TABLE orders"),
+		click("#test-statement", "#test-result"))
+	b.wantText("#test-result", "ddl", "no-ddl")
+	b.shot("access-policies-test")
 
 	// Settings: the token maximum lifetime.
 	b.open("/settings")
@@ -291,8 +305,6 @@ func TestWebRegistrationWorkflow(t *testing.T) {
 	b.shot("settings-error")
 	b.run("lifetime", fill("f-max_token_ttl", "12h"), click("#save-settings", ".flash"))
 	b.shot("settings")
-	b.open("/activity")
-	b.shot("activity")
 	b.signOut()
 
 	// The data consumer: no admin pages; New Access Token; the connection drawer.
@@ -356,4 +368,20 @@ func TestWebRegistrationWorkflow(t *testing.T) {
 		cmd.Env = append(baseEnv(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=5")
 		return cmd.Run() != nil
 	})
+
+	// The admin reads alice's statement on the Activity page, with its full record.
+	b.signOut()
+	b.signIn("admin", AdminPassword, "#add-data-source")
+	waitUntil(t, 20*time.Second, "alice's statement on the Activity page", func() bool {
+		b.open("/activity?user=alice%40example.com&type=statement")
+		var n int
+		b.run("count records", chromedp.Evaluate(`Array.from(document.querySelectorAll("#activity code")).filter(c => c.textContent.includes("SELECT 41 + 1")).length`, &n))
+		return n > 0
+	})
+	b.run("full record", chromedp.Click("#activity details > summary", chromedp.ByQuery), chromedp.WaitVisible("#activity pre.record", chromedp.ByQuery))
+	b.wantText("#activity pre.record", `"user": "alice@example.com"`, `"repository": "app"`)
+	b.shot("activity")
+	b.open("/activity?since=forever")
+	b.wantText("#e-since", "")
+	b.shot("activity-filter-error")
 }

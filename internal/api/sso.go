@@ -229,9 +229,9 @@ func (a *API) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	u, err := a.ssoFinish(ctx, q, &st)
 	if err != nil {
 		var ge *gatehouse.Error
-		if !errors.As(err, &ge) {
-			a.fail(w, r, err)
-			return
+		if !errors.As(err, &ge) || statusOf(ge.Code) == http.StatusInternalServerError {
+			a.logger.ErrorContext(ctx, "single sign-on failed", "err", err)
+			ge = gatehouse.Errorf(gatehouse.ECodeInternal, "signing in with the identity provider failed; the server log has the details")
 		}
 		if st.CLIRedirect != "" {
 			a.cliRedirect(w, r, &st, url.Values{"error": {ge.Code}, "error_description": {ge.Message}})
@@ -461,7 +461,7 @@ func (a *API) ssoPage(w http.ResponseWriter, r *http.Request, status int, title,
 			code = gatehouse.ECodeForbidden
 		case http.StatusConflict:
 			code = gatehouse.ECodeConflict
-		case http.StatusBadGateway:
+		case http.StatusBadGateway, http.StatusInternalServerError:
 			code = gatehouse.ECodeInternal
 		}
 		writeJSON(w, status, errorBody{&gatehouse.Error{Code: code, Message: title + ": " + message}})

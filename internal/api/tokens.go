@@ -183,7 +183,7 @@ func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
 	}
 	keep, err := a.store.Setting(r.Context(), settingActivityRetention)
 	if keep == "" {
-		keep = formatTTL(DefaultActivityRetention)
+		keep = strconv.Itoa(int(DefaultActivityRetention/(24*time.Hour))) + "d" // as documented: 90d
 	}
 	a.answer(w, r, http.StatusOK, settings{MaxTokenTTL: formatTTL(max), ActivityRetention: keep}, err)
 }

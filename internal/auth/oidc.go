@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -50,10 +51,13 @@ type OIDCConfig struct {
 	Now        func() time.Time
 }
 
-// LogValue keeps the client secret out of logs.
-func (c OIDCConfig) LogValue() string {
-	return fmt.Sprintf("issuer=%s client_id=%s", c.Issuer, c.ClientID)
+// String and LogValue keep the client secret out of logs.
+func (c OIDCConfig) String() string {
+	return fmt.Sprintf("issuer=%s client_id=%s client_secret=[REDACTED]", c.Issuer, c.ClientID)
 }
+
+// LogValue implements slog.LogValuer.
+func (c OIDCConfig) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // OIDC signs users in with an OpenID Provider: authorization code flow with PKCE (S256), nonce, ID
 // token verification (signature, issuer, audience, expiry) and group-to-role mapping.

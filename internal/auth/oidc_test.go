@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,7 +31,7 @@ func TestOIDCConfigRefusals(t *testing.T) {
 		}
 	}
 	o := newTestOIDC(t, OIDCConfig{ConsumerGroups: []string{"*"}, ClientSecret: "s3cr3t"})
-	if strings.Contains(o.cfg.LogValue(), "s3cr3t") {
+	if strings.Contains(o.cfg.LogValue().String(), "s3cr3t") || strings.Contains(fmt.Sprint(o.cfg), "s3cr3t") {
 		t.Error("LogValue shows the client secret")
 	}
 }

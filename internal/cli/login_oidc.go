@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -258,20 +257,4 @@ func (e *env) refresher(s *session) func(ctx context.Context) (string, error) {
 		*s = ns
 		return t.Token, nil
 	}
-}
-
-// ssoInfo asks the control plane how to sign in.
-func ssoInfo(ctx context.Context, server string) (oidc, local bool, err error) {
-	raw, err := newClient(server).get(ctx, path("sso"))
-	if err != nil {
-		return false, true, err
-	}
-	var info struct {
-		OIDC       bool `json:"oidc"`
-		LocalLogin bool `json:"local_login"`
-	}
-	if err := json.Unmarshal(raw, &info); err != nil {
-		return false, true, fmt.Errorf("decode answer: %w", err)
-	}
-	return info.OIDC, info.LocalLogin, nil
 }

@@ -20,11 +20,14 @@ type repositoryBody struct {
 	Database string `json:"database,omitempty"`
 	TLSMode  string `json:"tls_mode,omitempty"`
 	CABundle string `json:"ca_bundle,omitempty"`
+	// RecordParameters is sent always: a PUT without it would turn recording off.
+	RecordParameters bool `json:"record_parameters"`
 }
 
 type repositoryFlags struct {
 	name, typ, version, hostname, database, tlsMode, caFile string
 	port                                                    int
+	recordParameters                                        bool
 }
 
 func (f *repositoryFlags) add(cmd *cobra.Command) {
@@ -37,6 +40,7 @@ func (f *repositoryFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.database, "database", "", "default database name")
 	fl.StringVar(&f.tlsMode, "tls-mode", "", "TLS to the database: disable, allow, prefer, require, verify-ca or verify-full (default prefer)")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file with the CA certificates for verify-ca and verify-full")
+	fl.BoolVar(&f.recordParameters, "record-parameters", false, "record bind parameter values in activity (--record-parameters=false turns it off; default off)")
 }
 
 // apply overlays the flags that were given onto b.
@@ -59,6 +63,9 @@ func (f *repositoryFlags) apply(cmd *cobra.Command, b *repositoryBody) error {
 	}
 	if ch("tls-mode") {
 		b.TLSMode = f.tlsMode
+	}
+	if ch("record-parameters") {
+		b.RecordParameters = f.recordParameters
 	}
 	if ch("ca-file") {
 		ca, err := readFileFlag("ca-file", f.caFile)
@@ -136,6 +143,7 @@ func printRepository(e *env, raw []byte, title string) error {
 	return fields(e.Stdout,
 		"Name", r.Name, "Type", string(r.Type), "Version", r.Version, "Hostname", r.Hostname,
 		"Port", itoa(r.Port), "Database", r.Database, "TLS mode", string(r.TLSMode), "CA bundle", ca,
+		"Record parameters", yesNo(r.RecordParameters),
 		"Created", ts(r.CreatedAt), "Updated", ts(r.UpdatedAt))
 }
 
@@ -168,10 +176,11 @@ func repositoryGetCmd(e *env) *cobra.Command {
 func repositoryUpdateCmd(e *env) *cobra.Command {
 	var f repositoryFlags
 	cmd := &cobra.Command{
-		Use:     "update NAME",
-		Short:   "Change a repository; fields without a flag keep their value",
-		Example: `  gatehouse repository update sales --hostname db2.example.com --tls-mode require`,
-		Args:    maxArgs(1),
+		Use:   "update NAME",
+		Short: "Change a repository; fields without a flag keep their value",
+		Example: `  gatehouse repository update sales --hostname db2.example.com --tls-mode require
+  gatehouse repository update sales --record-parameters`,
+		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, err := nameFrom(cmd, args, "name")
 			if err != nil {
@@ -190,7 +199,7 @@ func repositoryUpdateCmd(e *env) *cobra.Command {
 				return err
 			}
 			b := repositoryBody{Name: r.Name, Type: string(r.Type), Version: r.Version, Hostname: r.Hostname,
-				Port: r.Port, Database: r.Database, TLSMode: string(r.TLSMode), CABundle: r.CABundle}
+				Port: r.Port, Database: r.Database, TLSMode: string(r.TLSMode), CABundle: r.CABundle, RecordParameters: r.RecordParameters}
 			if err := f.apply(cmd, &b); err != nil {
 				return err
 			}

@@ -105,6 +105,7 @@ from the configuration it last received and reconnects on its own.
 		return runSidecar(cmd.Context(), cfg)
 	}
 	f.add(cmd)
+	addSidecarPprof(e, cmd)
 	cmd.AddCommand(sidecarKeygenCmd(e), sidecarInstancesCmd(e), sidecarCheckSecretsCmd(e))
 }
 

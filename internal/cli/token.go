@@ -169,7 +169,8 @@ func newSettingsCmd(e *env) *cobra.Command {
 		Use:   "get [KEY]",
 		Short: "Show settings",
 		Example: `  gatehouse settings get
-  gatehouse settings get max-token-ttl`,
+  gatehouse settings get max-token-ttl
+  gatehouse settings get activity-retention`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
@@ -206,11 +207,15 @@ func newSettingsCmd(e *env) *cobra.Command {
 		},
 	}
 	set := &cobra.Command{
-		Use:     "set KEY VALUE",
-		Short:   "Change a setting",
-		Long:    "Change a setting. Settings: max-token-ttl (the longest lifetime of an access token, like 8h).",
-		Example: `  gatehouse settings set max-token-ttl 8h`,
-		Args:    exactArgs(2, "KEY", "VALUE"),
+		Use:   "set KEY VALUE",
+		Short: "Change a setting",
+		Long: `Change a setting. Settings:
+  max-token-ttl        the longest lifetime of an access token, like 8h (1m to 365d)
+  activity-retention   how long activity records are kept, like 30d or 720h (at least 1h; default 90d).
+                       The control plane deletes older records at start and then hourly.`,
+		Example: `  gatehouse settings set max-token-ttl 8h
+  gatehouse settings set activity-retention 30d`,
+		Args: exactArgs(2, "KEY", "VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
 			if err != nil {

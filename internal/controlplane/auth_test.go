@@ -14,6 +14,8 @@ var forConsumers = map[string]bool{
 	"GET /api/v1/openapi.json": true, "POST /api/v1/login": true, "POST /api/v1/logout": true, "GET /api/v1/me": true,
 	"POST /api/v1/tokens": true, "GET /api/v1/tokens": true, "GET /api/v1/tokens/{id}": true, "DELETE /api/v1/tokens/{id}": true,
 	"GET /api/v1/connections": true,
+	// Single sign-on: public, the steps of signing in.
+	"GET /api/v1/sso": true, "GET /api/v1/sso/login": true, "GET /api/v1/sso/callback": true, "POST /api/v1/sso/token": true,
 }
 
 func TestAuthentication(t *testing.T) {

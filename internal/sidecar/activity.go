@@ -171,13 +171,14 @@ func (a *auditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.Stateme
 		return nil, nil
 	}
 	s := &session{
-		a:       a,
-		id:      r.SessionID,
-		subject: policy.Subject{User: r.User, Groups: r.Groups},
-		repo:    r.Repository,
-		user:    r.RepositoryUser,
-		ends:    make(chan *activity.Record, 256),
-		done:    make(chan struct{}),
+		a:            a,
+		id:           r.SessionID,
+		subject:      policy.Subject{User: r.User, Groups: r.Groups},
+		repo:         r.Repository,
+		user:         r.RepositoryUser,
+		recordParams: ev.Grant.Target.Repository.RecordParameters,
+		ends:         make(chan *activity.Record, 256),
+		done:         make(chan struct{}),
 	}
 	go s.appendEnds()
 	return s, nil
@@ -192,19 +193,23 @@ type session struct {
 	repo    string
 	user    string
 	schema  string
-	prep    sqlpg.Prepared
-	ends    chan *activity.Record
-	done    chan struct{}
-	failed  atomic.Bool // a statement.end could not be appended
-	endOnce sync.Once
+	// recordParams is the repository's record_parameters as of the login: a change applies to
+	// sessions that start after the sidecar has synced it.
+	recordParams bool
+	prep         sqlpg.Prepared
+	ends         chan *activity.Record
+	done         chan struct{}
+	failed       atomic.Bool // a statement.end could not be appended
+	endOnce      sync.Once
 }
 
 var _ proxy.StatementAuditor = (*session)(nil)
 
 func (s *session) SetSchema(schema string) { s.schema = schema }
 
-// RecordParams: bind parameter values are not recorded; repositories cannot opt in yet.
-func (s *session) RecordParams() bool { return false }
+// RecordParams reports whether the session's repository opted in to recording bind parameter
+// values.
+func (s *session) RecordParams() bool { return s.recordParams }
 
 func (s *session) decide(st policy.Statement) policy.Decision {
 	sets := s.a.sets.Load()

@@ -11,14 +11,16 @@ import (
 	"github.com/gatehousedb/gatehouse"
 )
 
-const repositoryColumns = "name, type, version, hostname, port, database_name, tls_mode, ca_bundle, created_at, updated_at"
+const repositoryColumns = "name, type, version, hostname, port, database_name, tls_mode, ca_bundle, record_parameters, created_at, updated_at"
 
 func scanRepository(sc scanner) (*gatehouse.Repository, error) {
 	var r gatehouse.Repository
 	var created, updated string
-	if err := sc.Scan(&r.Name, &r.Type, &r.Version, &r.Hostname, &r.Port, &r.Database, &r.TLSMode, &r.CABundle, &created, &updated); err != nil {
+	var recordParams int
+	if err := sc.Scan(&r.Name, &r.Type, &r.Version, &r.Hostname, &r.Port, &r.Database, &r.TLSMode, &r.CABundle, &recordParams, &created, &updated); err != nil {
 		return nil, err
 	}
+	r.RecordParameters = recordParams != 0
 	var err error
 	if r.CreatedAt, err = parseTime(created); err != nil {
 		return nil, err
@@ -36,8 +38,8 @@ func (s *Store) CreateRepository(ctx context.Context, r *gatehouse.Repository) e
 	}
 	now := s.stamp()
 	err := s.inTx(ctx, func(t *tx) error {
-		res, err := t.exec(ctx, "INSERT INTO repositories ("+repositoryColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-			r.Name, r.Type, r.Version, r.Hostname, r.Port, r.Database, r.TLSMode, r.CABundle, fmtTime(now), fmtTime(now))
+		res, err := t.exec(ctx, "INSERT INTO repositories ("+repositoryColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+			r.Name, r.Type, r.Version, r.Hostname, r.Port, r.Database, r.TLSMode, r.CABundle, boolInt(r.RecordParameters), fmtTime(now), fmtTime(now))
 		if err != nil {
 			return fmt.Errorf("insert repository: %w", err)
 		}
@@ -107,8 +109,8 @@ func (s *Store) UpdateRepository(ctx context.Context, r *gatehouse.Repository) e
 			}
 		}
 		created = fmtTime(old.CreatedAt)
-		if _, err := t.exec(ctx, "UPDATE repositories SET type = ?, version = ?, hostname = ?, port = ?, database_name = ?, tls_mode = ?, ca_bundle = ?, updated_at = ? WHERE name = ?",
-			r.Type, r.Version, r.Hostname, r.Port, r.Database, r.TLSMode, r.CABundle, fmtTime(now), r.Name); err != nil {
+		if _, err := t.exec(ctx, "UPDATE repositories SET type = ?, version = ?, hostname = ?, port = ?, database_name = ?, tls_mode = ?, ca_bundle = ?, record_parameters = ?, updated_at = ? WHERE name = ?",
+			r.Type, r.Version, r.Hostname, r.Port, r.Database, r.TLSMode, r.CABundle, boolInt(r.RecordParameters), fmtTime(now), r.Name); err != nil {
 			return fmt.Errorf("update repository: %w", err)
 		}
 		return t.bumpConfig(ctx)

@@ -81,7 +81,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.setCookie(w, r, loginCookie, "", -1)
-	c.setCookie(w, r, sessionCookie, out.Token, c.idle)
+	c.setCookie(w, r, c.sessionCookieName(r), out.Token, c.idle)
 	http.Redirect(w, r, safeNext(form.Get("next")), http.StatusSeeOther)
 }
 
@@ -90,7 +90,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
 		c.serverError(w, r, s, err)
 		return
 	}
-	c.setCookie(w, r, sessionCookie, "", -1)
+	c.setCookie(w, r, c.sessionCookieName(r), "", -1)
 	c.flash(w, r, "You are signed out.")
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

@@ -10,9 +10,8 @@ import (
 )
 
 type policiesData struct {
-	Tab       string
-	Policies  []gatehouse.ImpersonationPolicy
-	Available bool // access-management: whether the API has the routes yet
+	Tab      string
+	Policies []gatehouse.ImpersonationPolicy
 }
 
 func (c *Console) policies(w http.ResponseWriter, r *http.Request, s *session) {
@@ -20,29 +19,6 @@ func (c *Console) policies(w http.ResponseWriter, r *http.Request, s *session) {
 	if err := c.call(r, s, "GET", "/api/v1/impersonation-policies", nil, &d.Policies); err != nil {
 		c.apiFailed(w, r, s, err)
 		return
-	}
-	pg := c.newPage(w, r, s, "Policy", "policies")
-	pg.Data = d
-	c.render(w, r, http.StatusOK, "policies", pg)
-}
-
-// accessPolicies is the Access management tab. Until the API serves /api/v1/access-policies it
-// says that the feature is not available yet.
-func (c *Console) accessPolicies(w http.ResponseWriter, r *http.Request, s *session) {
-	d := policiesData{Tab: "access"}
-	// An admin-only call first: the API answers a missing route with 404 to anyone.
-	if err := c.call(r, s, "GET", "/api/v1/impersonation-policies", nil, nil); err != nil {
-		c.apiFailed(w, r, s, err)
-		return
-	}
-	err := c.call(r, s, "GET", "/api/v1/access-policies", nil, nil)
-	switch {
-	case routeMissing(err):
-	case err != nil:
-		c.apiFailed(w, r, s, err)
-		return
-	default:
-		d.Available = true
 	}
 	pg := c.newPage(w, r, s, "Policy", "policies")
 	pg.Data = d
@@ -221,33 +197,4 @@ func (c *Console) deleteImpersonationPolicy(w http.ResponseWriter, r *http.Reque
 	name := r.PathValue("name")
 	err := c.call(r, s, "DELETE", p("/api/v1/impersonation-policies/%s", name), nil, nil)
 	c.afterDelete(w, r, s, err, "Impersonation policy "+name+" deleted.", "/policies", "/policies")
-}
-
-// ---- activity
-
-type activityData struct {
-	Available bool
-}
-
-// activity is the Activity page. Until the API serves /api/v1/activity it says that the feature
-// is not available yet.
-func (c *Console) activity(w http.ResponseWriter, r *http.Request, s *session) {
-	var d activityData
-	// An admin-only call, so that a data consumer gets the 403 page here too.
-	if err := c.call(r, s, "GET", "/api/v1/settings", nil, nil); err != nil {
-		c.apiFailed(w, r, s, err)
-		return
-	}
-	err := c.call(r, s, "GET", "/api/v1/activity", nil, nil)
-	switch {
-	case routeMissing(err):
-	case err != nil:
-		c.apiFailed(w, r, s, err)
-		return
-	default:
-		d.Available = true
-	}
-	pg := c.newPage(w, r, s, "Activity", "activity")
-	pg.Data = d
-	c.render(w, r, http.StatusOK, "activity", pg)
 }

@@ -76,6 +76,10 @@ func (c *Console) routes() {
 	m.Handle("GET /policies/new/impersonation/{type}/rules", c.page(c.impersonationStep2))
 	m.Handle("POST /policies/new/impersonation/{type}/rules", c.post(c.createImpersonationPolicy))
 	m.Handle("POST /policies/impersonation/{name}/delete", c.post(c.deleteImpersonationPolicy))
+	m.Handle("POST /policies/access/test", c.post(c.testStatement))
+	m.Handle("GET /policies/new/access", c.page(c.accessPolicyForm))
+	m.Handle("POST /policies/new/access", c.post(c.createAccessPolicy))
+	m.Handle("POST /policies/access/{name}/delete", c.post(c.deleteAccessPolicy))
 
 	// Users & Groups, Activity, Settings
 	m.Handle("GET /users", c.page(c.users))
@@ -85,6 +89,7 @@ func (c *Console) routes() {
 	m.Handle("POST /groups", c.post(c.createGroup))
 	m.Handle("POST /groups/{name}/delete", c.post(c.deleteGroup))
 	m.Handle("GET /activity", c.page(c.activity))
+	m.Handle("GET /activity/export", c.page(c.exportActivity))
 	m.Handle("GET /settings", c.page(c.settings))
 	m.Handle("POST /settings", c.post(c.saveSettings))
 

@@ -157,23 +157,33 @@ func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, name, value 
 	http.SetCookie(w, ck)
 }
 
+// sessionCookieName is the session cookie's name: the same names internal/auth gives the cookie the
+// SSO callback sets ("__Host-" prefixed under HTTPS), so signing in through the IdP signs in to the
+// console too.
+func (c *Console) sessionCookieName(r *http.Request) string {
+	if c.isSecure(r) {
+		return "__Host-" + sessionCookie
+	}
+	return sessionCookie
+}
+
 // signedIn resolves the session cookie through GET /api/v1/me. On any failure it sends the
 // browser to the sign-in page and returns nil.
 func (c *Console) signedIn(w http.ResponseWriter, r *http.Request) *session {
-	ck, err := r.Cookie(sessionCookie)
+	ck, err := r.Cookie(c.sessionCookieName(r))
 	if err == nil && ck.Value != "" {
 		s := &session{token: ck.Value}
 		var u gatehouse.User
 		if err := c.call(r, s, "GET", "/api/v1/me", nil, &u); err == nil {
 			s.user = &u
 			// Sliding idle timeout: every page load extends the cookie's life.
-			c.setCookie(w, r, sessionCookie, s.token, c.idle)
+			c.setCookie(w, r, c.sessionCookieName(r), s.token, c.idle)
 			return s
 		} else if apiCode(err) != gatehouse.ECodeUnauthenticated {
 			c.serverError(w, r, nil, err)
 			return nil
 		}
-		c.setCookie(w, r, sessionCookie, "", -1)
+		c.setCookie(w, r, c.sessionCookieName(r), "", -1)
 	}
 	next := r.URL.RequestURI()
 	if r.Method != http.MethodGet {

@@ -171,10 +171,32 @@ func TestConsole(t *testing.T) {
 			t.Errorf("got %d", code)
 		}
 	})
+	t.Run("access management and activity use the API's rules", func(t *testing.T) {
+		code, _, body := admin.do("POST", "/policies/new/access", url.Values{"csrf": {csrf}, "name": {"ro"}, "repository": {"sales"}, "mode": {"enforce"},
+			"rules[0].effect": {"allow"}, "rules[0].operations": {"select, drop"}, "rules[0].objects": {"*"}})
+		if code != http.StatusBadRequest || !strings.Contains(body, `id="e-rules-0--operations">&#34;drop&#34; is not an operation`) {
+			t.Errorf("bad operation: %d\n%s", code, body)
+		}
+		if _, _, list := admin.do("GET", "/policies/access", nil); strings.Contains(list, "<code>ro</code>") {
+			t.Error("the refused access policy was created")
+		}
+		code, _, body = admin.do("POST", "/policies/access/test", url.Values{"csrf": {csrf}, "test.repository": {"sales"}, "test.user": {"someone"}, "test.sql": {"SELECT 1"}})
+		if code != http.StatusOK || !strings.Contains(body, `id="test-result"`) {
+			t.Errorf("test a statement: %d\n%s", code, body)
+		}
+		code, _, body = admin.do("GET", "/activity?since=forever", nil)
+		if code != http.StatusBadRequest || !strings.Contains(body, `id="e-since"`) {
+			t.Errorf("activity with a bad filter: %d\n%s", code, body)
+		}
+		code, h, _ := admin.do("GET", "/activity/export?since=1h", nil)
+		if code != http.StatusOK || !strings.Contains(h.Get("Content-Disposition"), "attachment") {
+			t.Errorf("export: %d %v", code, h)
+		}
+	})
 	t.Run("every admin page renders", func(t *testing.T) {
 		for _, path := range []string{"/data-sources", "/data-sources/new", "/data-sources/new/mysql", "/repositories/sales", "/repositories/sales/users",
 			"/repositories/sales/users/new?secret.source=env", "/sidecars", "/sidecars/new", "/policies", "/policies/access", "/policies/new",
-			"/policies/new/impersonation", "/policies/new/impersonation/postgresql", "/policies/new/impersonation/postgresql/rules?repository=sales&display_name=X",
+			"/policies/new/impersonation", "/policies/new/impersonation/postgresql", "/policies/new/impersonation/postgresql/rules?repository=sales&display_name=X", "/policies/new/access",
 			"/users", "/groups", "/activity", "/settings", "/tokens", "/tokens/new", "/connections", "/static/app.js", "/static/app.css"} {
 			if code, _, body := admin.do("GET", path, nil); code != http.StatusOK {
 				t.Errorf("GET %s: %d\n%s", path, code, body)
@@ -188,7 +210,7 @@ func TestConsole(t *testing.T) {
 		}
 		bob := newBrowser(t, base)
 		bob.login("bob@example.com", "bob-Passw0rd!")
-		for _, path := range []string{"/data-sources", "/data-sources/new", "/repositories/sales", "/sidecars", "/sidecars/new", "/policies", "/policies/access", "/users", "/groups", "/activity", "/settings"} {
+		for _, path := range []string{"/data-sources", "/data-sources/new", "/repositories/sales", "/sidecars", "/sidecars/new", "/policies", "/policies/access", "/policies/new/access", "/users", "/groups", "/activity", "/activity/export", "/settings"} {
 			code, _, body := bob.do("GET", path, nil)
 			if code != http.StatusForbidden || !strings.Contains(body, "This page is for administrators") {
 				t.Errorf("GET %s as a data consumer: %d", path, code)

@@ -22,20 +22,6 @@ const (
 	defaultVersion   = "8.0"
 )
 
-// Statement is one statement a client sent, passed to Config.OnStatement before it is forwarded.
-type Statement struct {
-	Grant *proxy.Grant
-	// Command is the MySQL command byte: COM_QUERY (0x03; the text may hold several statements
-	// when the client enabled multi-statements), COM_STMT_PREPARE (0x16), COM_STMT_EXECUTE (0x17)
-	// or COM_INIT_DB (0x02, SQL is "USE `db`").
-	Command byte
-	// StatementID is the prepared statement an execution runs (COM_STMT_EXECUTE only).
-	StatementID uint32
-	// SQL is the text: for COM_STMT_EXECUTE, the text the statement was prepared from ("" if the
-	// preparation was not seen, which the hook should treat as unsupported).
-	SQL string
-}
-
 // Config configures an Engine.
 type Config struct {
 	// Port is the listener port this engine serves; it goes into proxy.Login.
@@ -62,11 +48,12 @@ type Config struct {
 	// HandshakeTimeout bounds the client handshake plus upstream connect and authentication;
 	// zero means one minute.
 	HandshakeTimeout time.Duration
-	// OnStatement, when set, is called with each statement before it is forwarded: the one place
-	// where statements are classified, checked against policy and recorded. A non-nil error
-	// refuses the statement: the client gets ERR 1142 (SQLSTATE 42000) with the error's text and
-	// the session goes on.
-	OnStatement func(ctx context.Context, st Statement) error
+	// Auditor, when set, records every login attempt and governs every statement: each one of a
+	// COM_QUERY (several with multi-statements), each COM_STMT_EXECUTE (with the text it was
+	// prepared from) and each COM_INIT_DB is classified, evaluated against access policy and
+	// recorded before it is forwarded; a refused one is answered with ERR 1142 (SQLSTATE 42000)
+	// naming the rule and the session goes on. Nil relays untouched.
+	Auditor proxy.Auditor
 }
 
 // Engine serves MySQL and MariaDB clients on one listener port.

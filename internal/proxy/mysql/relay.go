@@ -160,7 +160,11 @@ func (s *session) command(ctx context.Context, n int) error {
 		mysql.COM_REGISTER_SLAVE, mysql.COM_TABLE_DUMP, mysql.COM_QUIT:
 	default:
 		// Everything else (PING, STMT_RESET, STMT_FETCH, SEND_LONG_DATA, SET_OPTION,
-		// RESET_CONNECTION, FIELD_LIST, STATISTICS, ...) is relayed unread.
+		// RESET_CONNECTION, FIELD_LIST, STATISTICS, ...) is relayed unread; the queue only
+		// learns what kind of answer it gets.
+		if k := responseKind(cmd); k != itemNone {
+			s.push(item{kind: k})
+		}
 		var h [protocol.HeaderLen + 1]byte
 		protocol.PutHeader(h[:], n, 0)
 		h[protocol.HeaderLen] = cmd
@@ -212,9 +216,9 @@ func (s *session) command(ctx context.Context, n int) error {
 		return nil
 	case mysql.COM_STMT_CLOSE:
 		if len(body) >= 4 {
-			s.stmtMu.Lock()
+			s.q.mu.Lock()
 			delete(s.prepared, binary.LittleEndian.Uint32(body))
-			s.stmtMu.Unlock()
+			s.q.mu.Unlock()
 		}
 	case mysql.COM_PROCESS_KILL:
 		if len(body) < 4 {
@@ -225,42 +229,31 @@ func (s *session) command(ctx context.Context, n int) error {
 			return nil
 		}
 		payload = binary.LittleEndian.AppendUint32([]byte{cmd}, target)
-	case mysql.COM_QUERY, mysql.COM_STMT_PREPARE, mysql.COM_STMT_EXECUTE, mysql.COM_INIT_DB:
-		st := Statement{Grant: s.grant, Command: cmd}
-		switch cmd {
-		case mysql.COM_QUERY, mysql.COM_STMT_PREPARE:
-			st.SQL = string(body)
-		case mysql.COM_INIT_DB:
-			st.SQL = "USE " + quoteIdent(string(body))
-		case mysql.COM_STMT_EXECUTE:
-			if len(body) >= 4 {
-				st.StatementID = binary.LittleEndian.Uint32(body)
-				s.stmtMu.Lock()
-				st.SQL = s.prepared[st.StatementID]
-				s.stmtMu.Unlock()
-			}
-		}
-		if hook := s.e.cfg.OnStatement; hook != nil {
-			if err := hook(ctx, st); err != nil {
-				s.refuse(seq, errTableAccess, stateSyntaxAccess, err.Error())
-				return nil
-			}
+	case mysql.COM_QUERY, mysql.COM_STMT_EXECUTE, mysql.COM_INIT_DB:
+		it, ok := s.govern(ctx, seq, cmd, body)
+		if !ok {
+			return nil
 		}
 		if cmd == mysql.COM_QUERY {
-			if id, query, ok := parseKill(st.SQL); ok {
+			if id, query, ok := parseKill(string(body)); ok {
 				target, ok := s.routeKill(seq, id)
 				if !ok {
+					s.notExecuted(&it)
 					return nil
 				}
 				payload = append([]byte{cmd}, killStatement(query, target)...)
 			}
 		}
-		if cmd == mysql.COM_STMT_PREPARE {
-			sql := st.SQL
-			s.stmtMu.Lock()
-			s.pendingPrepare = &sql
-			s.stmtMu.Unlock()
-		}
+		s.push(it)
+		_, err := protocol.WriteMessage(up.w, 0, payload)
+		return err
+	case mysql.COM_STMT_PREPARE:
+		s.push(item{kind: itemPrepare, sql: string(body)})
+		_, err := protocol.WriteMessage(up.w, 0, payload)
+		return err
+	}
+	if k := responseKind(cmd); k != itemNone {
+		s.push(item{kind: k})
 	}
 	_, err := protocol.WriteMessage(up.w, 0, payload)
 	return err
@@ -337,49 +330,39 @@ func quoteIdent(s string) string {
 	return string(append(out, '`'))
 }
 
-// upstreamToClient forwards repository packets, each whole under the write lock. It watches the
-// first packet of the answer to a COM_STMT_PREPARE for the statement id.
+// upstreamToClient forwards repository packets, each whole under the write lock. The first bytes
+// of each packet that starts one (not a continuation of a packet over 16 MiB) go to the response
+// queue, which completes statements and learns prepared statement ids (govern.go).
 func (s *session) upstreamToClient() error {
 	up := s.upstream
+	var head [maxObserved]byte
+	cont := false
 	for {
 		n, seq, err := protocol.ReadHeader(up.r)
 		if err != nil {
 			return err
 		}
-		if seq == 1 {
-			s.stmtMu.Lock()
-			pending := s.pendingPrepare
-			s.pendingPrepare = nil
-			s.stmtMu.Unlock()
-			if pending != nil {
-				if err := s.watchPrepare(n, up.r, *pending); err != nil {
-					return err
-				}
-				continue
+		if cont {
+			cont = n == protocol.MaxPayload
+			if err := s.forward(n, seq, up.r); err != nil {
+				return err
 			}
+			continue
 		}
-		if err := s.forward(n, seq, up.r, nil); err != nil {
+		cont = n == protocol.MaxPayload
+		p, err := up.r.Peek(min(n, maxObserved))
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		h := head[:copy(head[:], p)]
+		if err := s.forward(n, seq, up.r); err != nil {
 			return err
 		}
+		s.observe(h, n)
 	}
 }
 
-// watchPrepare forwards the first packet of a COM_STMT_PREPARE answer and remembers the statement
-// id it carries with the text.
-func (s *session) watchPrepare(n int, r *bufio.Reader, sql string) error {
-	head, err := r.Peek(min(n, 5))
-	if err != nil {
-		return unexpectedEOF(err)
-	}
-	if len(head) == 5 && head[0] == protocol.OKHeader {
-		s.stmtMu.Lock()
-		s.prepared[binary.LittleEndian.Uint32(head[1:])] = sql
-		s.stmtMu.Unlock()
-	}
-	return s.forward(n, 1, r, nil)
-}
-
-func (s *session) forward(n int, seq byte, r *bufio.Reader, _ []byte) error {
+func (s *session) forward(n int, seq byte, r *bufio.Reader) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.broken {

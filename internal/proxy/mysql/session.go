@@ -106,11 +106,11 @@ type session struct {
 	grant    *proxy.Grant
 	upstream *upstreamConn
 
-	// Prepared statements: the text of a COM_STMT_PREPARE waiting for its answer, and the text of
-	// each statement id the repository gave.
-	stmtMu         sync.Mutex
-	pendingPrepare *string
-	prepared       map[uint32]string
+	// Statement governance (govern.go): nil aud without an Auditor. q holds the answers the
+	// repository owes the client; prepared the text of each statement id it gave (under q.mu).
+	aud      proxy.StatementAuditor
+	q        respQueue
+	prepared map[uint32]string
 
 	relaying  atomic.Bool
 	reasonMu  sync.Mutex
@@ -185,7 +185,19 @@ func (s *session) run(ctx context.Context) {
 	s.logger.Info("session started", "database", s.upstream.database, "upstream_tls", s.upstream.tls)
 	start := time.Now()
 	reason, err := s.relay(ctx)
-	attrs := []any{"duration", time.Since(start).Round(time.Millisecond), "bytes_from_client", s.bytesUp.Load(), "bytes_to_client", s.bytesDown.Load()}
+	dur := time.Since(start)
+	if s.aud != nil {
+		s.drain()
+		end := proxy.SessionEnd{Duration: dur, BytesFromClient: s.bytesUp.Load(), BytesToClient: s.bytesDown.Load()}
+		switch {
+		case reason != endNone:
+			end.Reason = reason.String()
+		case err != nil:
+			end.Reason = err.Error()
+		}
+		s.aud.Close(context.WithoutCancel(ctx), end)
+	}
+	attrs := []any{"duration", dur.Round(time.Millisecond), "bytes_from_client", s.bytesUp.Load(), "bytes_to_client", s.bytesDown.Load()}
 	switch {
 	case reason != endNone:
 		attrs = append(attrs, "ended_by", reason.String())
@@ -335,6 +347,7 @@ func (s *session) handshake(ctx context.Context) bool {
 		} else {
 			s.logger.Error("authorization failed", "username", resp.User, "error", err)
 		}
+		s.audit(ctx, proxy.LoginEvent{Err: err})
 		ac.write(authError(err).Encode())
 		return false
 	}
@@ -342,10 +355,23 @@ func (s *session) handshake(ctx context.Context) bool {
 
 	up, errPkt := s.connectUpstream(ctx)
 	if errPkt != nil {
+		s.audit(ctx, proxy.LoginEvent{Grant: grant, Err: fmt.Errorf("%d: %s", errPkt.Code, errPkt.Message)})
 		ac.write(errPkt.Encode())
 		return false
 	}
 	s.upstream = up
+	// The session's start is on the record before the client is told it is in.
+	if s.e.cfg.Auditor != nil {
+		aud, err := s.audit(ctx, proxy.LoginEvent{Grant: grant})
+		if err != nil {
+			s.logger.Error("session start not recorded; login refused", "error", err)
+			ac.writeError(errOutOfResources, stateGeneral, "Gatehouse cannot record this session (%v); try again later", err)
+			return false
+		}
+		if s.aud = aud; aud != nil {
+			aud.SetSchema(up.database)
+		}
+	}
 	// The repository's own OK, so the client sees its status flags and session state.
 	if err := ac.write(up.ok); err != nil {
 		return false
@@ -353,6 +379,26 @@ func (s *session) handshake(ctx context.Context) bool {
 	s.cr = bufio.NewReaderSize(s.client, 16<<10)
 	s.cw = bufio.NewWriterSize(s.client, 16<<10)
 	return true
+}
+
+// audit records a login attempt, filling in what the session knows.
+func (s *session) audit(ctx context.Context, ev proxy.LoginEvent) (proxy.StatementAuditor, error) {
+	a := s.e.cfg.Auditor
+	if a == nil {
+		return nil, nil
+	}
+	ev.Login = proxy.Login{Port: s.e.cfg.Port, Username: s.hello.User, ClientAddr: s.clientAddr}
+	for _, at := range s.hello.Attrs {
+		if at.Key == "program_name" {
+			ev.Application = at.Value
+		}
+	}
+	ev.TLS = s.secure
+	aud, err := a.Login(ctx, ev)
+	if err != nil && ev.Err != nil {
+		s.logger.Error("refused login not recorded", "error", err)
+	}
+	return aud, err
 }
 
 // readToken gets the access token in clear from the client: caching_sha2_password always asks for

@@ -32,7 +32,7 @@
 //	  │                            │   (28P01: Invalidate, fetch again, retry once)               │
 //	  │                            │◀─ AuthenticationOk, ParameterStatus*, BackendKeyData, Z ─────│
 //	  │◀─ AuthenticationOk, ParameterStatus*, BackendKeyData(ours), ReadyForQuery ────────────────│
-//	  │◀══════════════ relay: whole messages, Query/Parse passed to OnStatement ════════════════▶│
+//	  │◀══════ relay: whole messages; statements governed by the Auditor (govern.go) ══════════▶│
 //	  │◀─ FATAL 57P01 "access token expired at ..." / "access token revoked" /
 //	  │   "server is shutting down", then both connections close
 //

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -282,7 +283,17 @@ func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 	return forward()
 }
 
-// bindParams returns a Bind's parameter values as text (binary ones as hex).
+// Limits on recorded bind parameter values (only when the repository opts in): they are kept in
+// the activity spool ahead of the statement, so one huge Bind must not fill it.
+const (
+	maxParamBytes       = 1024      // text value; longer ones are cut
+	maxParamHexBytes    = 64        // binary value shown as hex; longer ones only by size
+	maxParamsTotalBytes = 16 * 1024 // all values of one Bind; the rest are counted
+)
+
+// bindParams returns a Bind's parameter values for the activity record: text-format values as
+// text (cut at maxParamBytes), binary-format values as \x hex when short and "<binary N bytes>"
+// otherwise, NULL as "NULL".
 func bindParams(b []byte) []string {
 	var m pgproto3.Bind
 	// Decode wants the whole body; rebuild the two names we cut off as empty strings.
@@ -290,16 +301,35 @@ func bindParams(b []byte) []string {
 	if err := m.Decode(full); err != nil {
 		return nil
 	}
-	out := make([]string, len(m.Parameters))
+	out := make([]string, 0, len(m.Parameters))
+	total := 0
 	for i, p := range m.Parameters {
+		var v string
 		switch {
 		case p == nil:
-			out[i] = "NULL"
+			v = "NULL"
 		case formatCode(m.ParameterFormatCodes, i) == 1:
-			out[i] = fmt.Sprintf("\\x%x", p)
+			if len(p) <= maxParamHexBytes {
+				v = fmt.Sprintf("\\x%x", p)
+			} else {
+				v = fmt.Sprintf("<binary %d bytes>", len(p))
+			}
 		default:
-			out[i] = string(p)
+			v = strings.ToValidUTF8(string(p), "\uFFFD")
+			if len(v) > maxParamBytes {
+				cut := maxParamBytes
+				for cut > 0 && !utf8.RuneStart(v[cut]) {
+					cut--
+				}
+				v = fmt.Sprintf("%s…[truncated, %d bytes]", v[:cut], len(p))
+			}
 		}
+		if total+len(v) > maxParamsTotalBytes {
+			out = append(out, fmt.Sprintf("<%d more parameters not recorded>", len(m.Parameters)-i))
+			break
+		}
+		total += len(v)
+		out = append(out, v)
 	}
 	return out
 }

@@ -217,3 +217,31 @@ func appendLenencInt(b []byte, n uint64) []byte {
 func appendLenencBytes(b, v []byte) []byte {
 	return append(appendLenencInt(b, uint64(len(v))), v...)
 }
+
+// ReadLenEncInt decodes the length-encoded integer at the start of b and returns it with the
+// number of bytes it took. ok is false when b is too short or starts with a byte that is not an
+// integer prefix (0xFB NULL, 0xFF).
+func ReadLenEncInt(b []byte) (n uint64, size int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	switch b[0] {
+	case 0xfb, 0xff:
+		return 0, 0, false
+	case 0xfc:
+		size = 3
+	case 0xfd:
+		size = 4
+	case 0xfe:
+		size = 9
+	default:
+		return uint64(b[0]), 1, true
+	}
+	if len(b) < size {
+		return 0, 0, false
+	}
+	for i := size - 1; i >= 1; i-- {
+		n = n<<8 | uint64(b[i])
+	}
+	return n, size, true
+}
