@@ -37,6 +37,12 @@ type activityLine struct {
 	Mode           string   `json:"mode"`
 	Rows           int64    `json:"rows"`
 	ErrorCode      string   `json:"error_code"`
+	Params         []string `json:"params"`
+	Application    string   `json:"application"`
+	TLS            bool     `json:"tls"`
+	DurationMS     float64  `json:"duration_ms"`
+	BytesIn        int64    `json:"bytes_in"`
+	BytesOut       int64    `json:"bytes_out"`
 }
 
 // activity lists the trail with `gatehouse activity list --output jsonl` and more flags.

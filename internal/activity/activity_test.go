@@ -264,6 +264,15 @@ func TestSpoolDropOldest(t *testing.T) {
 	if p := activity.Verify(received); len(p) != 0 {
 		t.Errorf("Verify of an admitted drop: %+v", p)
 	}
+	// Check says which ranges the drop cost, and they add up to what the spool counted.
+	_, admitted := activity.Check(received)
+	var lost uint64
+	for _, g := range admitted {
+		lost += g.To - g.From + 1
+	}
+	if len(admitted) == 0 || lost < st.Dropped {
+		t.Errorf("Check admitted %+v (%d records), want at least the %d dropped", admitted, lost, st.Dropped)
+	}
 
 	// Removing a record besides the admitted drop is still reported.
 	var tampered []activity.Record

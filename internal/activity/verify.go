@@ -19,12 +19,27 @@ type Problem struct {
 	Detail     string `json:"detail"`
 }
 
+// AdmittedGap is a range of a chain that is missing and that spool.dropped records admit: the
+// sidecar instance's spool was full, its policy was drop-oldest, and it said so in the chain. It
+// is a loss of records, not tampering.
+type AdmittedGap struct {
+	SidecarID  string `json:"sidecar_id,omitempty"`
+	InstanceID string `json:"instance_id"`
+	From       uint64 `json:"from"`
+	To         uint64 `json:"to"`
+}
+
 // Verify checks records, in the order they were received, chain by chain (per instance). The first
 // record of each chain in the slice is trusted as the start of the range unless its Seq is 1, which
 // must have no PrevHash. A gap is admitted when spool.dropped records anywhere in records (with
 // intact hashes) cover it exactly, hashes on both sides included.
 func Verify(records []Record) []Problem {
-	var problems []Problem
+	problems, _ := Check(records)
+	return problems
+}
+
+// Check is Verify that also returns the gaps spool.dropped records admit, in chain order.
+func Check(records []Record) (problems []Problem, admittedGaps []AdmittedGap) {
 	report := func(r *Record, kind, format string, args ...any) {
 		problems = append(problems, Problem{SidecarID: r.SidecarID, InstanceID: r.InstanceID, Seq: r.Seq, Kind: kind, Detail: fmt.Sprintf(format, args...)})
 	}
@@ -69,13 +84,15 @@ func Verify(records []Record) []Problem {
 				report(r, ProblemBrokenLink, "previous hash %s, but seq %d has hash %s", short(r.PrevHash), prev.Seq, short(prev.Hash))
 			}
 		default:
-			if !admitted(gaps[r.InstanceID], prev, r) {
+			if admitted(gaps[r.InstanceID], prev, r) {
+				admittedGaps = append(admittedGaps, AdmittedGap{SidecarID: r.SidecarID, InstanceID: r.InstanceID, From: prev.Seq + 1, To: r.Seq - 1})
+			} else {
 				report(r, ProblemGap, "seq %d to %d missing", prev.Seq+1, r.Seq-1)
 			}
 		}
 		last[r.InstanceID] = r
 	}
-	return problems
+	return problems, admittedGaps
 }
 
 // admitted reports whether gap records cover exactly the records between prev and next: a path of

@@ -241,6 +241,9 @@ type verifyResult struct {
 	Instances int                `json:"instances"`
 	OK        bool               `json:"ok"`
 	Problems  []activity.Problem `json:"problems"`
+	// Admitted are the records a full spool dropped (drop-oldest) that spool.dropped records
+	// account for: lost, but not tampering, so they do not make OK false.
+	Admitted []activity.AdmittedGap `json:"admitted"`
 }
 
 func (a *API) verifyActivity(w http.ResponseWriter, r *http.Request) {
@@ -267,7 +270,7 @@ func (a *API) verifyActivity(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := verifyResult{Records: len(recs), Problems: []activity.Problem{}}
+	out := verifyResult{Records: len(recs), Problems: []activity.Problem{}, Admitted: []activity.AdmittedGap{}}
 	list := make([]activity.Record, len(recs))
 	seen := map[string]bool{}
 	for i := range recs {
@@ -279,7 +282,9 @@ func (a *API) verifyActivity(w http.ResponseWriter, r *http.Request) {
 		seen[list[i].InstanceID] = true
 	}
 	out.Instances = len(seen)
-	out.Problems = append(out.Problems, activity.Verify(list)...)
+	problems, admitted := activity.Check(list)
+	out.Problems = append(out.Problems, problems...)
+	out.Admitted = append(out.Admitted, admitted...)
 	out.OK = len(out.Problems) == 0
 	writeJSON(w, http.StatusOK, out)
 }

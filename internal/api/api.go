@@ -88,6 +88,7 @@ func New(cfg Config) (*API, error) {
 	}
 	a.registerSidecarRoutes(mux)
 	a.registerSSORoutes(mux)
+	a.registerSSOConfigRoutes(mux)
 	a.registerActivityRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, gatehouse.Errorf(gatehouse.ECodeNotFound, "no such endpoint: %s %s (see /api/v1/openapi.json)", r.Method, r.URL.Path))

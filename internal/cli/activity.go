@@ -19,19 +19,26 @@ type activityRecord struct {
 	InstanceID     string   `json:"instance_id,omitempty"`
 	SessionID      string   `json:"session_id,omitempty"`
 	User           string   `json:"user"`
+	Groups         []string `json:"groups,omitempty"`
 	Repository     string   `json:"repository"`
 	RepositoryUser string   `json:"repository_user"`
+	ClientAddr     string   `json:"client_addr,omitempty"`
+	Application    string   `json:"application,omitempty"`
+	TLS            bool     `json:"tls,omitempty"`
 	Outcome        string   `json:"outcome,omitempty"`
 	Reason         string   `json:"reason,omitempty"`
 	Statement      string   `json:"statement"`
 	Kind           string   `json:"kind"`
 	Objects        []string `json:"objects,omitempty"`
+	Params         []string `json:"params,omitempty"` // only for repositories with record_parameters
 	Decision       string   `json:"decision"`
 	Rule           string   `json:"rule"`
 	Mode           string   `json:"mode,omitempty"`
 	Rows           int64    `json:"rows,omitempty"`
 	DurationMS     float64  `json:"duration_ms,omitempty"`
 	ErrorCode      string   `json:"error_code,omitempty"`
+	BytesIn        int64    `json:"bytes_in,omitempty"`  // session.end: from the client
+	BytesOut       int64    `json:"bytes_out,omitempty"` // session.end: to the client
 }
 
 func newActivityCmd(e *env) *cobra.Command {
@@ -168,8 +175,9 @@ func activityVerifyCmd(e *env) *cobra.Command {
 		Use:   "verify",
 		Short: "Check the activity hash chains: report edited, missing or reordered records",
 		Long: `Check the hash chain of each sidecar instance's records in the range. Exits 1 when a record was
-edited, deleted or reordered since the sidecar wrote it; records a full spool dropped are reported
-only when no spool.dropped record admits them.`,
+edited, deleted or reordered since the sidecar wrote it. Records that a full spool dropped under
+drop-oldest are listed as admitted gaps when the sidecar's spool.dropped records account for them
+(exit 0), and as problems when nothing does.`,
 		Example: `  gatehouse activity verify --since 24h
   gatehouse activity verify --instance 4ZQ...`,
 		Args: noArgs,
@@ -192,12 +200,21 @@ only when no spool.dropped record admits them.`,
 					Kind       string `json:"kind"`
 					Detail     string `json:"detail"`
 				} `json:"problems"`
+				Admitted []struct {
+					InstanceID string `json:"instance_id"`
+					From       uint64 `json:"from"`
+					To         uint64 `json:"to"`
+				} `json:"admitted"`
 			}
 			if err := json.Unmarshal(raw, &res); err != nil {
 				return err
 			}
 			err = e.show(raw, func() error {
 				fmt.Fprintf(e.Stdout, "Checked %d records of %d sidecar instances.\n", res.Records, res.Instances)
+				for _, g := range res.Admitted {
+					fmt.Fprintf(e.Stdout, "Admitted gap: instance %s seq %d to %d (%d records) dropped by a full activity spool (drop-oldest); a spool.dropped record accounts for them.\n",
+						g.InstanceID, g.From, g.To, g.To-g.From+1)
+				}
 				if res.OK {
 					fmt.Fprintln(e.Stdout, "OK: every chain is intact.")
 					return nil

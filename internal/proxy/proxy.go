@@ -87,6 +87,9 @@ const (
 type AuthError struct {
 	Reason  AuthReason
 	Message string
+	// User is the IdP user whose valid token was refused (no impersonation rule, say), for the
+	// activity record of the refusal; "" when the token itself was not accepted.
+	User string
 }
 
 func (e *AuthError) Error() string { return e.Message }

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehousedb/gatehouse/internal/activity"
 	"github.com/gatehousedb/gatehouse/internal/policy"
 	"github.com/gatehousedb/gatehouse/internal/proxy"
+	sqlmy "github.com/gatehousedb/gatehouse/internal/sqlparse/mysql"
 	sqlpg "github.com/gatehousedb/gatehouse/internal/sqlparse/postgres"
 	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
@@ -39,6 +40,7 @@ type auditor struct {
 	spool  *activity.Spool
 	lock   *os.File // flock on the data directory
 	pg     *sqlpg.Cache
+	my     *sqlmy.Cache
 	sets   atomic.Pointer[policySets]
 	logger *slog.Logger
 	now    func() time.Time
@@ -93,7 +95,7 @@ func openAuditor(cfg Config, logger *slog.Logger) (*auditor, string, error) {
 		lock.Close()
 		return nil, "", err
 	}
-	a := &auditor{spool: spool, lock: lock, pg: &sqlpg.Cache{}, logger: logger, now: time.Now}
+	a := &auditor{spool: spool, lock: lock, pg: &sqlpg.Cache{}, my: &sqlmy.Cache{}, logger: logger, now: time.Now}
 	a.sets.Store(&policySets{byRepo: map[string]*policy.Set{}})
 	return a, id, nil
 }
@@ -161,6 +163,7 @@ func (a *auditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.Stateme
 		r.Outcome = activity.OutcomeError
 		if errors.As(ev.Err, &ae) {
 			r.Outcome = activity.OutcomeRefused
+			r.User = ae.User
 		}
 		r.Reason = ev.Err.Error()
 	}
@@ -179,6 +182,10 @@ func (a *auditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.Stateme
 		recordParams: ev.Grant.Target.Repository.RecordParameters,
 		ends:         make(chan *activity.Record, 256),
 		done:         make(chan struct{}),
+		classify:     a.pg.Classify,
+	}
+	if ev.Grant.Target.Repository.Type == gatehouse.MySQL {
+		s.classify = a.my.Classify
 	}
 	go s.appendEnds()
 	return s, nil
@@ -197,6 +204,7 @@ type session struct {
 	// sessions that start after the sidecar has synced it.
 	recordParams bool
 	prep         sqlpg.Prepared
+	classify     func(sql string) ([]policy.Statement, error) // the repository's dialect, cached
 	ends         chan *activity.Record
 	done         chan struct{}
 	failed       atomic.Bool // a statement.end could not be appended
@@ -230,7 +238,7 @@ func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdi
 		sts = []policy.Statement{{Kind: policy.KindFunction, Text: m.SQL}}
 	} else {
 		var err error
-		sts, err = s.a.pg.Classify(m.SQL)
+		sts, err = s.classify(m.SQL)
 		if err != nil {
 			r := s.record(policy.Statement{Kind: policy.KindUnsupported, Text: m.SQL, Unsupported: true}, policy.Decision{Mode: gatehouse.AccessEnforce, Reason: "statement could not be classified: " + err.Error()})
 			_ = s.a.spool.Append(ctx, r)
@@ -265,6 +273,11 @@ func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdi
 	}
 	if err := s.a.spool.AppendAll(ctx, recs); err != nil {
 		s.a.logger.Error("statement not recorded; refused", "session_id", s.id, "err", err)
+		if errors.Is(err, activity.ErrSpoolFull) {
+			return proxy.Verdict{Refusal: proxy.NotRecorded, Message: "Gatehouse cannot record this statement, so it was not run: " +
+				"the sidecar's activity spool is full because the control plane has not taken its records (is it reachable?); " +
+				"statements run again once it has"}
+		}
 		return proxy.Verdict{Refusal: proxy.NotRecorded, Message: fmt.Sprintf("Gatehouse cannot record this statement (%v), so it was not run", err)}
 	}
 	if blocked != nil {

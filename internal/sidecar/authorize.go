@@ -79,6 +79,12 @@ func (s *Sidecar) Authorize(ctx context.Context, l proxy.Login) (*proxy.Grant, e
 	}
 	target, err := st.decide(now, l, tok, owner)
 	if err != nil {
+		var ae *proxy.AuthError
+		if errors.As(err, &ae) {
+			withUser := *ae
+			withUser.User = owner.Name
+			return nil, &withUser
+		}
 		return nil, err
 	}
 	w := &grantWatch{login: l, hash: hash, expires: tok.ExpiresAt, revoked: make(chan struct{})}

@@ -22,8 +22,6 @@ func DefaultEngines() map[gatehouse.DatabaseType]EngineFactory {
 				Auditor:                 p.Auditor,
 			})
 		},
-		// The MySQL engine does not take the Auditor yet: its statements pass through
-		// mysql.Config.OnStatement, where governance will be attached.
 		gatehouse.MySQL: func(p EngineParams) (proxy.Engine, error) {
 			return mysql.New(mysql.Config{
 				Port:                    p.Port.Port,
@@ -33,6 +31,7 @@ func DefaultEngines() map[gatehouse.DatabaseType]EngineFactory {
 				TLS:                     p.TLS,
 				AllowPlaintextPasswords: p.AllowPlaintextPasswords,
 				Logger:                  p.Logger,
+				Auditor:                 p.Auditor,
 			})
 		},
 	}

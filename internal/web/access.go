@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -93,11 +94,14 @@ type accessFormData struct {
 	Effects      []option
 	Rows         []int
 	Operations   string
+	// Edit is the policy being edited (its name and data source stay); nil on Create Policy.
+	Edit *gatehouse.AccessPolicy
 }
 
-func accessFields() []string {
+// accessFields are the form fields of an access policy form with rows rule rows.
+func accessFields(rows int) []string {
 	f := []string{"name", "repository", "mode"}
-	for i := range accessRows {
+	for i := range rows {
 		row := "rules[" + strconv.Itoa(i) + "]"
 		f = append(f, row+".effect", row+".users", row+".groups", row+".objects", row+".operations")
 	}
@@ -112,6 +116,12 @@ func (c *Console) accessPolicyForm(w http.ResponseWriter, r *http.Request, s *se
 }
 
 func (c *Console) showAccessPolicyForm(w http.ResponseWriter, r *http.Request, s *session, pg *page, status int) {
+	c.renderAccessPolicyForm(w, r, s, pg, nil, accessRows, status)
+}
+
+// renderAccessPolicyForm renders the access policy form with rows rule rows, for edit (the policy
+// being edited) or for Create Policy (edit nil).
+func (c *Console) renderAccessPolicyForm(w http.ResponseWriter, r *http.Request, s *session, pg *page, edit *gatehouse.AccessPolicy, rows, status int) {
 	var repos []gatehouse.Repository
 	if err := c.call(r, s, "GET", "/api/v1/repositories", nil, &repos); err != nil {
 		c.apiFailed(w, r, s, err)
@@ -129,9 +139,10 @@ func (c *Console) showAccessPolicyForm(w http.ResponseWriter, r *http.Request, s
 	for _, rp := range repos {
 		d.Repositories = append(d.Repositories, option{Value: rp.Name, Label: rp.Name + " — " + typeLabel(rp.Type)})
 	}
-	for i := range accessRows {
+	for i := range rows {
 		d.Rows = append(d.Rows, i)
 	}
+	d.Edit = edit
 	pg.Data = d
 	c.render(w, r, status, "access_policy_form", pg)
 }
@@ -139,9 +150,29 @@ func (c *Console) showAccessPolicyForm(w http.ResponseWriter, r *http.Request, s
 func (c *Console) createAccessPolicy(w http.ResponseWriter, r *http.Request, s *session) {
 	f := r.PostForm
 	in := map[string]any{"name": strings.TrimSpace(f.Get("name")), "repository": f.Get("repository"), "mode": f.Get("mode")}
+	rules, rename := accessRules(f, accessRows)
+	in["rules"] = rules
+	if err := c.call(r, s, "POST", "/api/v1/access-policies", in, nil); err != nil {
+		if apiCode(err) == gatehouse.ECodeForbidden {
+			c.apiFailed(w, r, s, err)
+			return
+		}
+		pg := c.newPage(w, r, s, "Create Access Management Policy", "policies")
+		pg.Form = f
+		pg.setError(err, accessFields(accessRows), rename)
+		c.showAccessPolicyForm(w, r, s, pg, errStatus(err))
+		return
+	}
+	c.flash(w, r, "Access management policy "+f.Get("name")+" saved.")
+	http.Redirect(w, r, "/policies/access", http.StatusSeeOther)
+}
+
+// accessRules turns the form's rule rows into the API's rules, skipping untouched rows, and
+// returns how the API's rule fields map back to the rows' fields.
+func accessRules(f url.Values, rows int) ([]map[string]any, map[string]string) {
 	rules := []map[string]any{}
 	rename := map[string]string{"rules": "rules[0].objects"}
-	for i := range accessRows {
+	for i := range rows {
 		row := "rules[" + strconv.Itoa(i) + "]"
 		users, groups, objects, ops := list(f.Get(row+".users")), list(f.Get(row+".groups")), list(f.Get(row+".objects")), list(f.Get(row+".operations"))
 		if len(users)+len(groups)+len(ops) == 0 && (len(objects) == 0 || i > 0 && len(objects) == 1 && objects[0] == "*") {
@@ -161,20 +192,7 @@ func (c *Console) createAccessPolicy(w http.ResponseWriter, r *http.Request, s *
 		rename[api] = row + ".objects"
 		rules = append(rules, rule)
 	}
-	in["rules"] = rules
-	if err := c.call(r, s, "POST", "/api/v1/access-policies", in, nil); err != nil {
-		if apiCode(err) == gatehouse.ECodeForbidden {
-			c.apiFailed(w, r, s, err)
-			return
-		}
-		pg := c.newPage(w, r, s, "Create Access Management Policy", "policies")
-		pg.Form = f
-		pg.setError(err, accessFields(), rename)
-		c.showAccessPolicyForm(w, r, s, pg, errStatus(err))
-		return
-	}
-	c.flash(w, r, "Access management policy "+f.Get("name")+" saved.")
-	http.Redirect(w, r, "/policies/access", http.StatusSeeOther)
+	return rules, rename
 }
 
 func (c *Console) deleteAccessPolicy(w http.ResponseWriter, r *http.Request, s *session) {

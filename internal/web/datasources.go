@@ -146,6 +146,9 @@ type repositoryUserFormData struct {
 	Repository gatehouse.Repository
 	Sources    []option
 	Source     string // the chosen secret source: only its fields are shown
+	// Username is the repository user being edited (only its secret source changes); "" on
+	// Register Repository User.
+	Username string
 }
 
 func (c *Console) repositoryUserForm(w http.ResponseWriter, r *http.Request, s *session) {
@@ -160,7 +163,7 @@ func (c *Console) repositoryUserForm(w http.ResponseWriter, r *http.Request, s *
 }
 
 func (c *Console) showRepositoryUserForm(w http.ResponseWriter, r *http.Request, s *session, pg *page, status int) {
-	d := repositoryUserFormData{Sources: sourceOptions, Source: pg.Val("secret.source")}
+	d := repositoryUserFormData{Sources: sourceOptions, Source: pg.Val("secret.source"), Username: r.PathValue("username")}
 	if err := c.call(r, s, "GET", p("/api/v1/repositories/%s", r.PathValue("name")), nil, &d.Repository); err != nil {
 		c.apiFailed(w, r, s, err)
 		return

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gatehousedb/gatehouse"
@@ -28,7 +29,13 @@ func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 	pg := c.newPage(w, r, nil, "Sign in", "")
 	pg.CSRF = tok
 	pg.Form = form
-	pg.Data = loginData{Next: safeNext(form.Get("next")), SSOLoginURL: c.ssoURL(r)}
+	next := safeNext(form.Get("next"))
+	sso := c.ssoURL(r)
+	if sso != "" && next != "/" && !strings.Contains(sso, "?") {
+		// Back to the page that asked for a sign-in, as after a password sign-in.
+		sso += "?return_to=" + url.QueryEscape(next)
+	}
+	pg.Data = loginData{Next: next, SSOLoginURL: sso}
 	if err != nil {
 		pg.setError(err, loginFields, nil)
 	}

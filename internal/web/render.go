@@ -31,6 +31,9 @@ type page struct {
 // Val returns the submitted value of a form field.
 func (p *page) Val(name string) string { return p.Form.Get(name) }
 
+// Has reports whether the form field name (a checkbox group) has the value v.
+func (p *page) Has(name, v string) bool { return slices.Contains(p.Form[name], v) }
+
 // Err returns the error message for a form field.
 func (p *page) Err(name string) string { return p.Errs[name] }
 
@@ -182,6 +185,12 @@ var funcs = template.FuncMap{
 	},
 	"when": func(t time.Time) string {
 		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04 UTC")
+	},
+	"whenp": func(t *time.Time) string {
+		if t == nil {
 			return "—"
 		}
 		return t.UTC().Format("2006-01-02 15:04 UTC")

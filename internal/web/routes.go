@@ -46,10 +46,14 @@ func (c *Console) routes() {
 	m.Handle("POST /data-sources/new/{type}", c.post(c.createDataSource))
 	m.Handle("GET /repositories/{name}", c.page(c.repository))
 	m.Handle("POST /repositories/{name}/delete", c.post(c.deleteRepository))
+	m.Handle("GET /repositories/{name}/edit", c.page(c.editRepository))
+	m.Handle("POST /repositories/{name}/edit", c.post(c.updateRepository))
 	m.Handle("GET /repositories/{name}/users", c.page(c.repositoryUsers))
 	m.Handle("GET /repositories/{name}/users/new", c.page(c.repositoryUserForm))
 	m.Handle("POST /repositories/{name}/users/new", c.post(c.createRepositoryUser))
 	m.Handle("POST /repositories/{name}/users/{username}/delete", c.post(c.deleteRepositoryUser))
+	m.Handle("GET /repositories/{name}/users/{username}/edit", c.page(c.editRepositoryUser))
+	m.Handle("POST /repositories/{name}/users/{username}/edit", c.post(c.updateRepositoryUser))
 
 	// Settings → Sidecars
 	m.Handle("GET /sidecars", c.page(c.sidecars))
@@ -58,6 +62,8 @@ func (c *Console) routes() {
 	m.Handle("GET /sidecars/{id}", c.page(c.sidecarInstances))
 	m.Handle("GET /sidecars/{id}/instances.json", c.page(c.sidecarInstancesJSON))
 	m.Handle("POST /sidecars/{id}/delete", c.post(c.deleteSidecar))
+	m.Handle("GET /sidecars/{id}/edit", c.page(c.editSidecar))
+	m.Handle("POST /sidecars/{id}/edit", c.post(c.updateSidecar))
 	m.Handle("GET /sidecars/{id}/ports", c.page(c.sidecarPorts))
 	m.Handle("GET /sidecars/{id}/ports/new", c.page(c.portForm))
 	m.Handle("POST /sidecars/{id}/ports/new", c.post(c.createPort))
@@ -76,10 +82,14 @@ func (c *Console) routes() {
 	m.Handle("GET /policies/new/impersonation/{type}/rules", c.page(c.impersonationStep2))
 	m.Handle("POST /policies/new/impersonation/{type}/rules", c.post(c.createImpersonationPolicy))
 	m.Handle("POST /policies/impersonation/{name}/delete", c.post(c.deleteImpersonationPolicy))
+	m.Handle("GET /policies/impersonation/{name}/edit", c.page(c.editImpersonationPolicy))
+	m.Handle("POST /policies/impersonation/{name}/edit", c.post(c.updateImpersonationPolicy))
 	m.Handle("POST /policies/access/test", c.post(c.testStatement))
 	m.Handle("GET /policies/new/access", c.page(c.accessPolicyForm))
 	m.Handle("POST /policies/new/access", c.post(c.createAccessPolicy))
 	m.Handle("POST /policies/access/{name}/delete", c.post(c.deleteAccessPolicy))
+	m.Handle("GET /policies/access/{name}/edit", c.page(c.editAccessPolicy))
+	m.Handle("POST /policies/access/{name}/edit", c.post(c.updateAccessPolicy))
 
 	// Users & Groups, Activity, Settings
 	m.Handle("GET /users", c.page(c.users))
@@ -92,6 +102,8 @@ func (c *Console) routes() {
 	m.Handle("GET /activity/export", c.page(c.exportActivity))
 	m.Handle("GET /settings", c.page(c.settings))
 	m.Handle("POST /settings", c.post(c.saveSettings))
+	m.Handle("POST /settings/scim-tokens", c.post(c.createSCIMToken))
+	m.Handle("POST /settings/scim-tokens/{id}/revoke", c.post(c.revokeSCIMToken))
 
 	// Data consumers (and admins for themselves)
 	m.Handle("GET /tokens", c.page(c.tokens))

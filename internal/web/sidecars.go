@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/gatehousedb/gatehouse"
@@ -59,7 +60,9 @@ func (c *Console) createSidecar(w http.ResponseWriter, r *http.Request, s *sessi
 	allow := f.Get("allow_unsupported_queries") == "on"
 	pg := c.newPage(w, r, s, "Register Sidecar", "sidecars")
 	pg.Form = f
-	if allow && f.Get("confirm_unsupported") != "yes" {
+	// The form has a hidden confirm_unsupported (set by the JavaScript modal) and, on the
+	// confirmation step, a button of the same name: either one saying "yes" confirms.
+	if allow && !slices.Contains(f["confirm_unsupported"], "yes") {
 		pg.Data = sidecarFormData{Confirm: true}
 		c.render(w, r, http.StatusOK, "sidecar_form", pg)
 		return

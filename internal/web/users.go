@@ -103,39 +103,3 @@ func (c *Console) deleteGroup(w http.ResponseWriter, r *http.Request, s *session
 	err := c.call(r, s, "DELETE", p("/api/v1/groups/%s", name), nil, nil)
 	c.afterDelete(w, r, s, err, "Group "+name+" deleted.", "/groups", "/groups")
 }
-
-// ---- settings
-
-type settingsBody struct {
-	MaxTokenTTL string `json:"max_token_ttl,omitempty"`
-}
-
-var settingsFields = []string{"max_token_ttl"}
-
-func (c *Console) settings(w http.ResponseWriter, r *http.Request, s *session) {
-	var cur settingsBody
-	if err := c.call(r, s, "GET", "/api/v1/settings", nil, &cur); err != nil {
-		c.apiFailed(w, r, s, err)
-		return
-	}
-	pg := c.newPage(w, r, s, "Settings", "settings")
-	pg.Form.Set("max_token_ttl", cur.MaxTokenTTL)
-	c.render(w, r, http.StatusOK, "settings", pg)
-}
-
-func (c *Console) saveSettings(w http.ResponseWriter, r *http.Request, s *session) {
-	in := map[string]any{"max_token_ttl": r.PostForm.Get("max_token_ttl")}
-	if err := c.call(r, s, "PUT", "/api/v1/settings", in, nil); err != nil {
-		if apiCode(err) == gatehouse.ECodeForbidden {
-			c.apiFailed(w, r, s, err)
-			return
-		}
-		pg := c.newPage(w, r, s, "Settings", "settings")
-		pg.Form = r.PostForm
-		pg.setError(err, settingsFields, nil)
-		c.render(w, r, errStatus(err), "settings", pg)
-		return
-	}
-	c.flash(w, r, "Settings saved.")
-	http.Redirect(w, r, "/settings", http.StatusSeeOther)
-}

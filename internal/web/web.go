@@ -55,6 +55,7 @@ type Config struct {
 type Console struct {
 	api         http.Handler
 	logger      *slog.Logger
+	publicURL   string // without a trailing slash; "" = the request's own origin
 	secure      bool
 	idle        time.Duration
 	ssoLoginURL string
@@ -70,6 +71,7 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{
 		api:         cfg.API,
 		logger:      cfg.Logger,
+		publicURL:   strings.TrimSuffix(cfg.PublicURL, "/"),
 		secure:      strings.HasPrefix(cfg.PublicURL, "https://"),
 		idle:        cfg.IdleTimeout,
 		ssoLoginURL: cfg.SSOLoginURL,
@@ -124,6 +126,19 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) isSecure(r *http.Request) bool { return c.secure || r.TLS != nil }
+
+// baseURL is the control plane's URL as clients outside reach it: Config.PublicURL, else the
+// origin of request r.
+func (c *Console) baseURL(r *http.Request) string {
+	if c.publicURL != "" {
+		return c.publicURL
+	}
+	scheme := "http"
+	if c.isSecure(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
 
 // ---- sessions and CSRF
 

@@ -52,7 +52,7 @@ func main() {
 	flag.IntVar(&cfg.idleConns, "idle", 2000, "idle connections to hold open per proxy")
 	flag.IntVar(&cfg.stormConns, "storm", 500, "simultaneous connects")
 	flag.StringVar(&cfg.out, "out", "bench/out", "output directory")
-	flag.StringVar(&cfg.binary, "binary", "", "gatehouse binary to benchmark (default: build ./cmd/gatehouse into the output directory)")
+	flag.StringVar(&cfg.binary, "binary", os.Getenv("BENCH_BINARY"), "gatehouse binary to benchmark (BENCH_BINARY; default: build ./cmd/gatehouse into the output directory)")
 	flag.Parse()
 	if cfg.runs == 0 {
 		cfg.runs = 3
@@ -103,7 +103,7 @@ func benchmark(ctx context.Context, cfg config) error {
 		build := exec.CommandContext(ctx, "go", "build", "-o", cfg.binary, "./cmd/gatehouse")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
-			return fmt.Errorf("build gatehouse: %w", err)
+			return fmt.Errorf("build gatehouse: %w (to measure a binary built earlier, set BENCH_BINARY=PATH)", err)
 		}
 	}
 	cfg.sidecarPort, cfg.bouncerPort = freePort(), freePort()

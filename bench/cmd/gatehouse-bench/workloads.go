@@ -191,7 +191,7 @@ func (r *runner) rows(ctx context.Context, t target, useCopy bool) (run, error) 
 		out.cpuUsPerOp = float64(cpu.Microseconds())
 		out.extra["cpu_ns_per_row"] = float64(cpu.Nanoseconds()) / float64(n)
 		if m, err := processMemory(t.pid); err == nil {
-			out.extra["peak_rss_growth_kib"] = float64(m.hwmKiB - mem0.rssKiB)
+			out.extra["peak_rss_growth_kib"] = float64(max(0, m.hwmKiB-mem0.rssKiB))
 		}
 	}
 	return out, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehousedb/gatehouse"
+	"github.com/gatehousedb/gatehouse/internal/proxy"
 	"github.com/gatehousedb/gatehouse/internal/proxy/mysql"
 )
 
@@ -127,10 +128,10 @@ func TestGoSQLDriver(t *testing.T) {
 			if (ssl != "") != (mode == gatehouse.TLSVerifyFull) {
 				t.Errorf("upstream Ssl_cipher %q with tls_mode %s", ssl, mode)
 			}
-			// Every statement went through the hook, prepared executions with their text.
+			// Every statement went through the Auditor, prepared executions with their text.
 			var execs int
 			for _, st := range h.statements() {
-				if st.Command == 0x17 {
+				if st.Path == proxy.PathExtended {
 					execs++
 					if st.SQL != "SELECT name FROM t WHERE id = ?" && !strings.HasPrefix(st.SQL, "REPLACE") && !strings.HasPrefix(st.SQL, "SELECT b FROM") {
 						t.Errorf("execution carries text %q", st.SQL)
@@ -359,5 +360,110 @@ func TestMariaDBCLI(t *testing.T) {
 	out, err = run("--ssl", "-e", "SELECT 'forbidden'")
 	if err == nil || !strings.Contains(out, "ERROR 1142 (42000)") {
 		t.Errorf("denied statement: %v\n%s", err, out)
+	}
+}
+
+// TestGovernance checks what the Auditor is told: one record per statement of a multi-statement
+// text, each completed with its rows or error number, the ones after an error as not executed;
+// prepared executions; the default database after USE and COM_INIT_DB.
+func TestGovernance(t *testing.T) {
+	h := startEngine(t, nil)
+	h.auth.add("tok-app", grant("app", gatehouse.TLSDisable))
+	db := open(t, h.addr, "app", "tok-app", func(c *drv.Config) { c.MultiStatements = true })
+	db.SetMaxOpenConns(1)
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// refsOf returns the record references the last statement with this text was given.
+	lastRefs := func() []uint64 {
+		h.audit.mu.Lock()
+		defer h.audit.mu.Unlock()
+		n := h.audit.next
+		var out []uint64
+		last := h.audit.stmts[len(h.audit.stmts)-1]
+		for _, part := range strings.Split(last.SQL, ";") {
+			if strings.TrimSpace(part) != "" {
+				out = append(out, 0)
+			}
+		}
+		for i := range out {
+			out[i] = n - uint64(len(out)) + uint64(i) + 1
+		}
+		return out
+	}
+	wait := func(refs []uint64, want []proxy.Completion) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var got []proxy.Completion
+			for _, r := range refs {
+				if c, ok := h.audit.completion(r); ok {
+					c.Duration = 0
+					got = append(got, c)
+				}
+			}
+			diff := cmp.Diff(want, got)
+			if diff == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("completions (-want +got):\n%s", diff)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	rows, err := conn.QueryContext(ctx, "SELECT id FROM t; SELECT 2, 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() || rows.NextResultSet() {
+	}
+	rows.Close()
+	wait(lastRefs(), []proxy.Completion{{Rows: 2}, {Rows: 1}})
+
+	_, err = conn.ExecContext(ctx, "INSERT INTO t VALUES (10, 'ten'); SELECT nosuchcol FROM t; SELECT 1")
+	if me := myErr(err); me == nil || me.Number != 1054 {
+		t.Fatalf("multi-statement with an error: %v; want 1054", err)
+	}
+	wait(lastRefs(), []proxy.Completion{{Rows: 1}, {ErrorCode: "1054"}, {NotExecuted: true}})
+	if _, err := conn.ExecContext(ctx, "DELETE FROM t WHERE id = 10"); err != nil {
+		t.Fatal(err)
+	}
+	wait(lastRefs(), []proxy.Completion{{Rows: 1}})
+
+	stmt, err := conn.PrepareContext(ctx, "SELECT name FROM t WHERE id IN (?, ?)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prows, err := stmt.QueryContext(ctx, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prows.Next() {
+	}
+	prows.Close()
+	stmt.Close()
+	wait(lastRefs(), []proxy.Completion{{Rows: 2}})
+
+	if _, err := conn.ExecContext(ctx, "USE `other`"); err != nil {
+		t.Fatal(err)
+	}
+	var cur string
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&cur); err != nil || cur != "other" {
+		t.Fatalf("after USE: %q, %v", cur, err)
+	}
+	h.audit.mu.Lock()
+	schemas := append([]string(nil), h.audit.schemas...)
+	logins := len(h.audit.logins)
+	h.audit.mu.Unlock()
+	if diff := cmp.Diff([]string{"app", "", "other"}, schemas); diff != "" {
+		t.Errorf("default schemas (-want +got):\n%s", diff)
+	}
+	if logins != 1 {
+		t.Errorf("%d logins recorded; want 1", logins)
 	}
 }

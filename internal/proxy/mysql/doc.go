@@ -39,8 +39,10 @@
 //	  │                             │   (1045: Invalidate, fetch again, retry once)             │
 //	  │◀─ the repository's OK ──────│◀─ OK ─────────────────────────────────────────────────────│
 //	  │◀══════ relay: packets copied whole; each command's first packet (sequence id 0) ═══════▶│
-//	  │        looked at: COM_QUERY / COM_STMT_PREPARE / COM_STMT_EXECUTE / COM_INIT_DB go
-//	  │        through OnStatement (a refusal is ERR 1142, the session goes on); KILL [QUERY] <id>
+//	  │        looked at: COM_QUERY / COM_STMT_EXECUTE / COM_INIT_DB go through the
+//	  │        proxy.Auditor (classified, evaluated, recorded before forwarding; a refusal is
+//	  │        ERR 1142 42000 naming the rule, the session goes on), COM_STMT_PREPARE texts are kept
+//	  │        by statement id; answers are followed for rows/errors (govern.go); KILL [QUERY] <id>
 //	  │        and COM_PROCESS_KILL are rewritten to the repository's thread id of our session
 //	  │        <id> (same person, same repository only); COM_CHANGE_USER and replication refused
 //	  │◀─ ERR 1927 "access token expired at ..." / "access token revoked" / ERR 1053

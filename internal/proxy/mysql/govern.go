@@ -44,8 +44,8 @@ const maxObserved = 32
 
 // Error numbers of refused statements.
 const (
-	errOutOfResources  = mysql.ER_OUT_OF_RESOURCES      // 1041, HY000: the statement could not be recorded
-	errUnknownStmt     = mysql.ER_UNKNOWN_STMT_HANDLER  // 1243, HY000
+	errOutOfResources  = mysql.ER_OUT_OF_RESOURCES     // 1041, HY000: the statement could not be recorded
+	errUnknownStmt     = mysql.ER_UNKNOWN_STMT_HANDLER // 1243, HY000
 	serverMoreResults  = mysql.SERVER_MORE_RESULTS_EXISTS
 	serverCursorExists = mysql.SERVER_STATUS_CURSOR_EXISTS
 )

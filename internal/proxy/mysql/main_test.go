@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -168,18 +167,89 @@ type harness struct {
 	auth   *fakeAuth
 	engine *mysql.Engine
 	creds  *secret.Resolver
-	mu     sync.Mutex
-	stmts  []mysql.Statement
+	audit  *fakeAuditor
 }
 
-func (h *harness) statements() []mysql.Statement {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]mysql.Statement(nil), h.stmts...)
+func (h *harness) statements() []proxy.Statement { return h.audit.statements() }
+
+// fakeAuditor records what the engine tells a proxy.Auditor. Statements containing "forbidden" are
+// refused like an access rule named no-forbidden would; each statement of a text (split at ";")
+// gets a record reference.
+type fakeAuditor struct {
+	mu      sync.Mutex
+	logins  []proxy.LoginEvent
+	stmts   []proxy.Statement
+	schemas []string
+	done    map[uint64]proxy.Completion
+	next    uint64
+	closed  int
 }
 
-// startEngine serves an engine on a loopback listener until the test ends. Statements containing
-// "forbidden" are refused by the hook.
+func (a *fakeAuditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.StatementAuditor, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.logins = append(a.logins, ev)
+	if ev.Err != nil {
+		return nil, nil
+	}
+	return a, nil
+}
+
+func (a *fakeAuditor) Statement(ctx context.Context, st *proxy.Statement) proxy.Verdict {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stmts = append(a.stmts, *st)
+	if strings.Contains(st.SQL, "forbidden") {
+		return proxy.Verdict{Refusal: proxy.RefusedByPolicy, Message: "permission denied by Gatehouse access rule no-forbidden: statement names a forbidden object"}
+	}
+	var v proxy.Verdict
+	for _, part := range strings.Split(st.SQL, ";") {
+		if strings.TrimSpace(part) != "" {
+			a.next++
+			v.Refs = append(v.Refs, a.next)
+		}
+	}
+	return v
+}
+
+func (a *fakeAuditor) Complete(ref uint64, c proxy.Completion) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done == nil {
+		a.done = map[uint64]proxy.Completion{}
+	}
+	a.done[ref] = c
+}
+
+func (a *fakeAuditor) SetSchema(schema string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.schemas = append(a.schemas, schema)
+}
+
+func (a *fakeAuditor) RecordParams() bool { return false }
+
+func (a *fakeAuditor) Close(ctx context.Context, end proxy.SessionEnd) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed++
+}
+
+func (a *fakeAuditor) statements() []proxy.Statement {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]proxy.Statement(nil), a.stmts...)
+}
+
+func (a *fakeAuditor) completion(ref uint64) (proxy.Completion, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.done[ref]
+	return c, ok
+}
+
+// startEngine serves an engine on a loopback listener until the test ends, governed by a
+// fakeAuditor.
 func startEngine(t *testing.T, mod func(*mysql.Config)) *harness {
 	t.Helper()
 	creds, err := secret.New(secret.Config{Sources: map[gatehouse.SecretSource]secret.Source{gatehouse.SourceEnv: env.Source{}}})
@@ -190,18 +260,10 @@ func startEngine(t *testing.T, mod func(*mysql.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{auth: &fakeAuth{}, creds: creds}
+	h := &harness{auth: &fakeAuth{}, creds: creds, audit: &fakeAuditor{}}
 	cfg := mysql.Config{
 		Port: 3306, Version: "10.11", Authorizer: h.auth, Credentials: creds, TLS: serverTLS,
-		OnStatement: func(ctx context.Context, st mysql.Statement) error {
-			h.mu.Lock()
-			h.stmts = append(h.stmts, st)
-			h.mu.Unlock()
-			if strings.Contains(st.SQL, "forbidden") {
-				return errors.New("denied by rule no-forbidden: statement names a forbidden object")
-			}
-			return nil
-		},
+		Auditor: h.audit,
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -227,7 +227,7 @@ func (s *session) authenticateUpstream(ctx context.Context, conn net.Conn, addr 
 		if err := ac.write(req.Encode()); err != nil {
 			return nil, cred, fmt.Errorf("send SSLRequest: %w", err)
 		}
-		cfg, err := upstreamTLSConfig(repo)
+		cfg, err := proxy.UpstreamTLS(repo)
 		if err != nil {
 			return nil, cred, err
 		}
@@ -427,48 +427,4 @@ func truncate(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-// upstreamTLSConfig builds the client TLS configuration for a repository's mode, with the same
-// meanings as the PostgreSQL engine: require checks nothing unless a CA bundle is given,
-// verify-ca checks the chain, verify-full the chain and host name.
-func upstreamTLSConfig(repo gatehouse.Repository) (*tls.Config, error) {
-	var roots *x509.CertPool
-	if repo.CABundle != "" {
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM([]byte(repo.CABundle)) {
-			return nil, fmt.Errorf("repository %s: ca_bundle holds no PEM certificate", repo.Name)
-		}
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if net.ParseIP(repo.Hostname) == nil {
-		cfg.ServerName = repo.Hostname
-	}
-	verifyChain := func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("the server sent no certificate")
-		}
-		opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
-		for _, c := range cs.PeerCertificates[1:] {
-			opts.Intermediates.AddCert(c)
-		}
-		_, err := cs.PeerCertificates[0].Verify(opts)
-		return err
-	}
-	switch repo.TLSMode {
-	case gatehouse.TLSVerifyFull:
-		cfg.RootCAs = roots
-		cfg.ServerName = repo.Hostname
-	case gatehouse.TLSVerifyCA:
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyConnection = verifyChain
-	case gatehouse.TLSRequire:
-		cfg.InsecureSkipVerify = true
-		if roots != nil {
-			cfg.VerifyConnection = verifyChain
-		}
-	default:
-		cfg.InsecureSkipVerify = true
-	}
-	return cfg, nil
 }

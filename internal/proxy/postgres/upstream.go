@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -221,7 +220,7 @@ func (s *session) dialUpstream(ctx context.Context, want tlsWant) (net.Conn, boo
 		conn.Close()
 		return nil, false, fmt.Errorf("%s answered the SSLRequest with %q: is it a PostgreSQL server?", addr, answer[0])
 	}
-	cfg, err := upstreamTLSConfig(repo)
+	cfg, err := proxy.UpstreamTLS(repo)
 	if err != nil {
 		conn.Close()
 		return nil, false, err
@@ -233,50 +232,6 @@ func (s *session) dialUpstream(ctx context.Context, want tlsWant) (net.Conn, boo
 	}
 	tc.SetDeadline(time.Time{})
 	return tc, true, nil
-}
-
-// upstreamTLSConfig builds the client TLS configuration for a repository's mode, with libpq's
-// meanings: require checks nothing unless a CA bundle is given (then it is verify-ca, as libpq
-// does with a root certificate), verify-ca checks the chain, verify-full the chain and host name.
-func upstreamTLSConfig(repo gatehouse.Repository) (*tls.Config, error) {
-	var roots *x509.CertPool // nil: the system's roots
-	if repo.CABundle != "" {
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM([]byte(repo.CABundle)) {
-			return nil, fmt.Errorf("repository %s: ca_bundle holds no PEM certificate", repo.Name)
-		}
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if net.ParseIP(repo.Hostname) == nil {
-		cfg.ServerName = repo.Hostname
-	}
-	verifyChain := func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("the server sent no certificate")
-		}
-		opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
-		for _, c := range cs.PeerCertificates[1:] {
-			opts.Intermediates.AddCert(c)
-		}
-		_, err := cs.PeerCertificates[0].Verify(opts)
-		return err
-	}
-	switch repo.TLSMode {
-	case gatehouse.TLSVerifyFull:
-		cfg.RootCAs = roots
-		cfg.ServerName = repo.Hostname
-	case gatehouse.TLSVerifyCA:
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyConnection = verifyChain
-	case gatehouse.TLSRequire:
-		cfg.InsecureSkipVerify = true
-		if roots != nil {
-			cfg.VerifyConnection = verifyChain
-		}
-	default:
-		cfg.InsecureSkipVerify = true
-	}
-	return cfg, nil
 }
 
 // upstreamParams builds the upstream StartupMessage parameters: the repository user, the database
