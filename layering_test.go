@@ -23,7 +23,8 @@ func layer(pkg string) (int, bool) {
 		return 1, true
 	case strings.HasPrefix(pkg, "internal/proxy/"), strings.HasPrefix(pkg, "internal/secret/"),
 		strings.HasPrefix(pkg, "internal/sqlparse"), pkg == "internal/store", pkg == "internal/api", pkg == "internal/scim",
-		pkg == "internal/auth", pkg == "internal/web", pkg == "internal/pgserver", pkg == "internal/mysqlserver":
+		pkg == "internal/auth", pkg == "internal/web", pkg == "internal/pgserver", pkg == "internal/mysqlserver",
+		pkg == "internal/mysqlpeer":
 		return 2, true
 	case pkg == "internal/controlplane", pkg == "internal/sidecar":
 		return 3, true
@@ -53,6 +54,8 @@ var sdkHome = map[string][]string{
 	"github.com/pingcap/tidb/pkg/parser":             {"internal/sqlparse/mysql"},
 	"github.com/spf13/cobra":                         {"internal/cli"},
 	"github.com/coreos/go-oidc":                      {"internal/auth"},
+	"github.com/dolthub/go-mysql-server":             {"internal/mysqlpeer"},
+	"github.com/dolthub/vitess":                      {"internal/mysqlpeer"},
 }
 
 func TestLayering(t *testing.T) {

@@ -38,9 +38,10 @@ func startChromium(t *testing.T, base string) *chromium {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
+	// No UserDataDir: chromedp makes a temporary profile and removes it after Chromium exits (a
+	// t.TempDir profile races Chromium's last writes at cleanup and fails the test).
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	// chromedp reports CDP events it has no handler for (new ones like the <dialog> top layer's) as
 	// errors; they are not the console's.

@@ -8,7 +8,9 @@
 //	browser ──form post──▶ Console ──http.Request (Bearer ghs_…)──▶ API handler ──▶ store
 //	        ◀──HTML page── Console ◀──JSON or {"error":{"code","field","message"}}──┘
 //
-// An API error naming a field is shown next to that form field; a 403 becomes the 403 page.
+// An API error naming a field is shown next to that form field; a 403 becomes the 403 page. Edit
+// pages are prefilled from the API's GET and saved with one PATCH (PUT for a repository user's
+// secret), so a refused edit changes nothing.
 //
 // The browser session is a cookie holding the API session token (HttpOnly, SameSite=Lax, Secure
 // when served over HTTPS) with a sliding idle lifetime; the API enforces the absolute one. Every
