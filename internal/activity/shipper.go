@@ -2,36 +2,47 @@ package activity
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 )
 
-// Sink receives batches of records in spool order. Ship returns nil only when the receiver has
-// stored the whole batch; it must accept a batch it has seen before (deduplicating by instance and
-// seq), because a batch is sent again when the acknowledgement did not reach the disk.
+// Sink receives batches of records in spool order, each record as its line in the spool: its
+// canonical JSON with the hash, which is what the receiver stores. Ship returns nil only when the
+// receiver has stored the whole batch; it must accept a batch it has seen before (deduplicating by
+// instance and seq), because a batch is sent again when the acknowledgement did not reach the disk.
+// The lines are valid only during the call.
 type Sink interface {
-	Ship(ctx context.Context, records []Record) error
+	Ship(ctx context.Context, records []json.RawMessage) error
 }
 
 // Shipper defaults.
 const (
-	DefaultBatchSize    = 500
-	DefaultMinBackoff   = 500 * time.Millisecond
-	DefaultMaxBackoff   = 30 * time.Second
-	DefaultPollInterval = time.Second
+	DefaultBatchSize     = 5000
+	DefaultMaxBatchBytes = 8 << 20
+	DefaultLinger        = 250 * time.Millisecond
+	DefaultMinBackoff    = 500 * time.Millisecond
+	DefaultMaxBackoff    = 30 * time.Second
+	DefaultPollInterval  = time.Second
 )
 
 // Shipper delivers a spool's records to a Sink. Zero-valued fields take the defaults.
+//
+// Batches are few and large: after a batch that was not full, the next is sent Linger later at
+// the earliest, so that under load each request (with its signed token and the receiver's
+// transaction) carries many records, and when idle a new record still goes out at once.
 type Shipper struct {
-	Spool        *Spool
-	Sink         Sink
-	BatchSize    int
-	MinBackoff   time.Duration
-	MaxBackoff   time.Duration
-	PollInterval time.Duration // how often to look for records when no Append signalled any
-	Logger       *slog.Logger
+	Spool         *Spool
+	Sink          Sink
+	BatchSize     int // records per batch at most
+	MaxBatchBytes int // bytes per batch at most (a larger single record goes alone)
+	Linger        time.Duration
+	MinBackoff    time.Duration
+	MaxBackoff    time.Duration
+	PollInterval  time.Duration // how often to look for records when no Append signalled any
+	Logger        *slog.Logger
 }
 
 // Run ships from the spool's acknowledged position until ctx is done, and then returns nil. A
@@ -39,6 +50,8 @@ type Shipper struct {
 // success.
 func (s *Shipper) Run(ctx context.Context) error {
 	batch := cmpOr(s.BatchSize, DefaultBatchSize)
+	batchBytes := cmpOr(s.MaxBatchBytes, DefaultMaxBatchBytes)
+	linger := cmpOr(s.Linger, DefaultLinger)
 	minB := cmpOr(s.MinBackoff, DefaultMinBackoff)
 	maxB := cmpOr(s.MaxBackoff, DefaultMaxBackoff)
 	poll := cmpOr(s.PollInterval, DefaultPollInterval)
@@ -50,12 +63,18 @@ func (s *Shipper) Run(ctx context.Context) error {
 
 	pos := s.Spool.Acked()
 	backoff := time.Duration(0)
+	var lastShip time.Time
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if wait := linger - time.Since(lastShip); !lastShip.IsZero() && wait > 0 {
+			if !sleep(ctx, wait) {
+				return nil
+			}
+		}
 		changed := s.Spool.Changed()
-		recs, next, err := s.Spool.Read(pos, batch)
+		recs, next, err := s.Spool.ReadLines(pos, batch, batchBytes)
 		if err == nil && len(recs) == 0 && next != pos {
 			// Only damaged lines (or an emptied segment) lay between pos and next: move past them.
 			if err = s.Spool.Ack(next); err == nil {
@@ -64,6 +83,14 @@ func (s *Shipper) Run(ctx context.Context) error {
 			}
 		}
 		if err == nil && len(recs) > 0 {
+			lastShip = time.Now()
+			size := 0
+			for _, r := range recs {
+				size += len(r) + 1
+			}
+			if len(recs) == batch || size > batchBytes-batchBytes/8 {
+				lastShip = time.Time{} // a full batch: more may be waiting, send it at once
+			}
 			err = s.Sink.Ship(ctx, recs)
 			if err == nil {
 				err = s.Spool.Ack(next)

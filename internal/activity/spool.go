@@ -3,14 +3,19 @@ package activity
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -34,15 +39,23 @@ const (
 	DropOldest
 )
 
-// SyncPolicy says when Append's data reaches stable storage.
+// SyncPolicy says when Append's data reaches stable storage. Under every policy Append returns
+// only after the record has been written to the segment file (handed to the operating system), so
+// a record survives a crash of the sidecar process; the policies differ in what a crash of the
+// machine can lose.
 type SyncPolicy int
 
 const (
+	// SyncInterval returns from Append after write(2) and fsyncs in the background, every
+	// Config.SyncEvery or every Config.SyncRecords records, whichever comes first: a machine crash
+	// loses at most the records of the last interval. Records are shipped only once they are
+	// synced. The default.
+	SyncInterval SyncPolicy = iota
 	// SyncAlways returns from Append after fsync. Concurrent Appends share one fsync (group
-	// commit), so the cost per record falls as the load rises. The default.
-	SyncAlways SyncPolicy = iota
-	// SyncOS returns after write(2): the record survives a sidecar crash but not a host crash.
-	// The spool fsyncs when it rotates a segment and when it closes.
+	// commit), so the cost per record falls as the load rises.
+	SyncAlways
+	// SyncOS returns after write(2) and fsyncs only when it rotates a segment, when the shipper
+	// reads and when it closes.
 	SyncOS
 )
 
@@ -51,6 +64,11 @@ const (
 	DefaultMaxBytes          = 256 << 20
 	DefaultSegmentBytes      = 8 << 20
 	DefaultMaxStatementBytes = 1 << 20
+	DefaultSyncEvery         = 50 * time.Millisecond
+	DefaultSyncRecords       = 2000
+
+	// maxDeferred bounds the records Defer holds in memory: past it, Defer writes them itself.
+	maxDeferred = 1 << 14
 )
 
 // Config configures a Spool. Zero values mean the defaults.
@@ -65,7 +83,11 @@ type Config struct {
 	MaxStatementBytes int   // longer statement texts are cut, DefaultMaxStatementBytes
 	Full              FullPolicy
 	Sync              SyncPolicy
+	SyncEvery         time.Duration    // SyncInterval: DefaultSyncEvery
+	SyncRecords       int              // SyncInterval: DefaultSyncRecords
 	Now               func() time.Time // for records without a Time and spool.dropped records; time.Now
+	// Logger reports failures of background work (syncs, deferred records); discarded when nil.
+	Logger *slog.Logger
 }
 
 // Position is a place in the spool: a segment and a byte offset in it. Records before it are
@@ -97,7 +119,26 @@ type Spool struct {
 	total   int64
 	acked   Position
 	changed chan struct{}
+	watched bool // Changed was called since changed was last closed
 	closed  bool
+
+	// Records are sealed into pend and written with one write(2) per Append call: pendFrom is
+	// the state to return to when that write fails. Outside s.mu, pend is empty.
+	pend     []byte
+	pendFrom pendState
+	encBuf   bytes.Buffer
+	enc      *json.Encoder // into encBuf
+	hasher   hash.Hash
+	line     []byte
+
+	// Deferred records (Defer), written before the next Append's or by the background syncer.
+	dmu           sync.Mutex
+	deferred      []*Record
+	deferFailing  bool // the last write of deferred records failed (logged once)
+	syncKick      chan struct{}
+	syncStop      chan struct{}
+	syncDone      chan struct{}
+	log           *slog.Logger
 
 	instance string // chain head
 	seq      uint64
@@ -112,6 +153,15 @@ type Spool struct {
 	// that gaps stay few and a dropped spool.dropped record loses nothing.
 	pendingGaps []Gap
 	pendingEnd  Position
+}
+
+// pendState is what write changes, as it was before the first record in pend.
+type pendState struct {
+	size, total int64
+	instance    string
+	seq         uint64
+	hash        string
+	written     uint64
 }
 
 type segment struct {
@@ -144,10 +194,20 @@ func Open(cfg Config) (*Spool, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SyncEvery <= 0 {
+		cfg.SyncEvery = DefaultSyncEvery
+	}
+	if cfg.SyncRecords <= 0 {
+		cfg.SyncRecords = DefaultSyncRecords
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create activity spool directory: %w", err)
 	}
-	s := &Spool{cfg: cfg, changed: make(chan struct{})}
+	s := &Spool{cfg: cfg, changed: make(chan struct{}), hasher: sha256.New(), log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.enc = json.NewEncoder(&s.encBuf)
 	s.cond = sync.NewCond(&s.mu)
 
 	des, err := os.ReadDir(cfg.Dir)
@@ -185,7 +245,47 @@ func Open(cfg Config) (*Spool, error) {
 		}
 		s.active = f
 	}
+	s.syncKick, s.syncStop, s.syncDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.syncLoop()
 	return s, nil
+}
+
+// syncLoop writes deferred records and, unless the policy is SyncOS, fsyncs what was written
+// since the last sync: every SyncEvery, and when kicked (SyncRecords records written, or many
+// deferred ones). Close stops it.
+func (s *Spool) syncLoop() {
+	defer close(s.syncDone)
+	t := time.NewTicker(s.cfg.SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.syncStop:
+			return
+		case <-t.C:
+		case <-s.syncKick:
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return
+		}
+		s.writeDeferredLocked()
+		err := s.flushPend()
+		if err == nil && s.cfg.Sync != SyncOS && s.synced < s.written {
+			err = s.waitSynced(s.written)
+		}
+		s.mu.Unlock()
+		if err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("activity spool: background sync failed", "err", err)
+		}
+	}
+}
+
+func (s *Spool) kickSync() {
+	select {
+	case s.syncKick <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Spool) path(n uint64) string { return filepath.Join(s.cfg.Dir, segName(n)) }
@@ -266,32 +366,32 @@ func (s *Spool) loadAcked() error {
 	return nil
 }
 
-// Changed returns a channel that is closed at the next Append.
+// Changed returns a channel that is closed at the next write to the spool.
 func (s *Spool) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.watched = true
 	return s.changed
 }
 
-// Append assigns r its Seq, PrevHash and Hash, stamps the sidecar and instance IDs, and writes it.
-// It returns once the record is as durable as Config.Sync says. r is modified.
-func (s *Spool) Append(ctx context.Context, r *Record) error {
-	if err := ctx.Err(); err != nil {
-		return err
+// notifyChanged closes the channel Changed returned, if anyone asked for it. Called with s.mu held.
+func (s *Spool) notifyChanged() {
+	if s.watched && !s.closed {
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.watched = false
 	}
-	s.prepare(r)
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	idx, err := s.appendLocked(r)
-	if err != nil {
-		return err
-	}
-	return s.waitSynced(idx)
 }
 
-// AppendAll appends records in order, as Append does each, and returns once all are durable: one
-// sync covers them all. On error, the records before the failing one are written.
+// Append assigns r its Seq, PrevHash and Hash, stamps the sidecar and instance IDs, and writes it
+// after any deferred records. It returns once the record is written to the spool file, and with
+// SyncAlways once it is on stable storage too. r is modified.
+func (s *Spool) Append(ctx context.Context, r *Record) error {
+	return s.AppendAll(ctx, []*Record{r})
+}
+
+// AppendAll appends records in order, as Append does each, with one write and (SyncAlways) one
+// sync for them all. On error, none of them is written.
 func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -301,21 +401,78 @@ func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.writeDeferredLocked()
 	var idx uint64
 	for _, r := range rs {
 		i, err := s.appendLocked(r)
 		if err != nil {
-			if idx > 0 {
-				_ = s.waitSynced(idx)
-			}
+			s.dropPend()
 			return err
 		}
 		idx = i
 	}
-	if idx == 0 {
+	if err := s.flushPend(); err != nil {
+		return err
+	}
+	if idx == 0 || s.cfg.Sync != SyncAlways {
 		return nil
 	}
 	return s.waitSynced(idx)
+}
+
+// Defer queues r to be written after the records appended so far, without waiting: before the
+// next Append's records, or by the background syncer within Config.SyncEvery. It is for records
+// that complete others (statement.end), which nothing waits for. Failures are logged.
+func (s *Spool) Defer(r *Record) {
+	s.prepare(r)
+	s.dmu.Lock()
+	s.deferred = append(s.deferred, r)
+	n := len(s.deferred)
+	s.dmu.Unlock()
+	switch {
+	case n >= maxDeferred:
+		s.mu.Lock()
+		if !s.closed {
+			s.writeDeferredLocked()
+			if err := s.flushPend(); err != nil {
+				s.deferFailed(err)
+			}
+		}
+		s.mu.Unlock()
+	case n == 256:
+		s.kickSync()
+	}
+}
+
+// writeDeferredLocked seals the deferred records into pend. Called with s.mu held.
+func (s *Spool) writeDeferredLocked() {
+	s.dmu.Lock()
+	rs := s.deferred
+	s.deferred = nil
+	s.dmu.Unlock()
+	if len(rs) == 0 {
+		return
+	}
+	for i, r := range rs {
+		if _, err := s.appendLocked(r); err != nil {
+			s.deferFailed(fmt.Errorf("%d records: %w", len(rs)-i, err))
+			return
+		}
+	}
+	if s.deferFailing {
+		s.deferFailing = false
+		s.log.Info("activity spool: statement outcomes are recorded again")
+	}
+}
+
+func (s *Spool) deferFailed(err error) {
+	if !s.deferFailing {
+		s.deferFailing = true
+		s.log.Error("activity spool: statement outcomes not recorded", "err", err)
+	}
 }
 
 // prepare stamps and normalizes a record before it is sealed.
@@ -326,6 +483,11 @@ func (s *Spool) prepare(r *Record) {
 	normalize(r)
 	if math.IsNaN(r.DurationMS) || math.IsInf(r.DurationMS, 0) {
 		r.DurationMS = 0
+	}
+	if !utf8.ValidString(r.Statement) {
+		// json.Marshal writes invalid bytes as \ufffd, which decodes to a character that encodes
+		// differently: the record would not verify after a round trip.
+		r.Statement = strings.ToValidUTF8(r.Statement, "\uFFFD")
 	}
 	if len(r.Statement) > s.cfg.MaxStatementBytes {
 		r.Statement = truncateUTF8(r.Statement, s.cfg.MaxStatementBytes) + "…[truncated]"
@@ -365,6 +527,9 @@ func (s *Spool) appendLocked(r *Record) (uint64, error) {
 			if s.needsRotate(need) && s.syncing {
 				// Rotation must wait for the sync of the active segment, and waiting releases the
 				// lock: another Append may take this seq meanwhile, so seal again afterwards.
+				if err := s.flushPend(); err != nil {
+					return 0, err
+				}
 				for s.syncing {
 					s.cond.Wait()
 				}
@@ -386,25 +551,37 @@ func (s *Spool) appendLocked(r *Record) (uint64, error) {
 	}
 }
 
-// seal sets r's chain fields and returns its line.
+// seal sets r's chain fields and returns its line, valid until the next seal. The record is
+// encoded once: its canonical JSON (without hash, which is the last field) is hashed, and the
+// line is that JSON with the hash added at the end — the bytes json.Marshal gives for r, which is
+// what ComputeHash checks.
 func (s *Spool) seal(r *Record) ([]byte, error) {
 	seq, prev := s.seq, s.hash
 	if r.InstanceID != s.instance {
 		seq, prev = 0, "" // a new instance starts its own chain
 	}
 	r.Seq, r.PrevHash, r.Hash = seq+1, prev, ""
-	h, err := ComputeHash(r)
-	if err != nil {
-		return nil, err
+	s.encBuf.Reset()
+	if err := s.enc.Encode(r); err != nil {
+		return nil, fmt.Errorf("encode activity record %d: %w", r.Seq, err)
 	}
-	r.Hash = h
-	line, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("encode activity record: %w", err)
-	}
-	return append(line, '\n'), nil
+	canon := bytes.TrimSuffix(s.encBuf.Bytes(), []byte{'\n'}) // Encode adds it
+	s.hasher.Reset()
+	s.hasher.Write([]byte(prev))
+	s.hasher.Write(canon)
+	var sum [sha256.Size]byte
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], s.hasher.Sum(sum[:0]))
+	r.Hash = string(hexSum[:])
+	line := append(s.line[:0], canon[:len(canon)-1]...) // without the closing brace
+	line = append(line, `,"hash":"`...)
+	line = append(line, hexSum[:]...)
+	line = append(line, "\"}\n"...)
+	s.line = line
+	return line, nil
 }
 
+// write adds a sealed line to pend and moves the chain head; flushPend writes it.
 func (s *Spool) write(line []byte, r *Record) (uint64, error) {
 	if s.needsRotate(int64(len(line))) {
 		if err := s.rotate(); err != nil {
@@ -412,23 +589,53 @@ func (s *Spool) write(line []byte, r *Record) (uint64, error) {
 		}
 	}
 	sg := &s.segs[len(s.segs)-1]
-	if n, err := s.active.Write(line); err != nil {
-		if n > 0 {
-			_ = s.active.Truncate(sg.size) // best effort: a torn line is also cut at the next Open
-		}
-		return 0, fmt.Errorf("write activity record: %w", err)
+	if len(s.pend) == 0 {
+		s.pendFrom = pendState{size: sg.size, total: s.total, instance: s.instance, seq: s.seq, hash: s.hash, written: s.written}
 	}
+	s.pend = append(s.pend, line...)
 	sg.size += int64(len(line))
 	s.total += int64(len(line))
 	s.instance, s.seq, s.hash = r.InstanceID, r.Seq, r.Hash
 	s.written++
+	return s.written, nil
+}
+
+// flushPend writes pend to the active segment with one write(2). When that fails, the records in
+// pend are undone.
+func (s *Spool) flushPend() error {
+	if len(s.pend) == 0 {
+		return nil
+	}
+	sg := &s.segs[len(s.segs)-1]
+	n, err := s.active.Write(s.pend)
+	if err != nil {
+		if n > 0 {
+			_ = s.active.Truncate(s.pendFrom.size) // best effort: a torn line is also cut at the next Open
+		}
+		s.dropPend()
+		return fmt.Errorf("write activity record: %w", err)
+	}
+	s.pend = s.pend[:0]
 	if s.cfg.Sync == SyncOS {
 		sg.stable = sg.size
 		s.synced = s.written
+	} else if s.written-s.synced >= uint64(s.cfg.SyncRecords) {
+		s.kickSync()
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return s.written, nil
+	s.notifyChanged()
+	return nil
+}
+
+// dropPend undoes the records sealed into pend but not written.
+func (s *Spool) dropPend() {
+	if len(s.pend) == 0 {
+		return
+	}
+	p := s.pendFrom
+	sg := &s.segs[len(s.segs)-1]
+	sg.size, s.total = p.size, p.total
+	s.instance, s.seq, s.hash, s.written = p.instance, p.seq, p.hash, p.written
+	s.pend = s.pend[:0]
 }
 
 func (s *Spool) needsRotate(need int64) bool {
@@ -438,6 +645,9 @@ func (s *Spool) needsRotate(need int64) bool {
 
 // rotate syncs and closes the active segment and starts the next one.
 func (s *Spool) rotate() error {
+	if err := s.flushPend(); err != nil {
+		return err
+	}
 	for s.syncing {
 		s.cond.Wait()
 	}
@@ -471,6 +681,9 @@ func (s *Spool) rotate() error {
 // with s.mu held; releases it while syncing so that other Appends can write meanwhile and be
 // covered by the next sync.
 func (s *Spool) waitSynced(idx uint64) error {
+	if err := s.flushPend(); err != nil {
+		return err
+	}
 	for s.synced < idx {
 		if s.closed {
 			return ErrClosed
@@ -499,10 +712,7 @@ func (s *Spool) waitSynced(idx uint64) error {
 				s.segs[i].stable = size
 			}
 		}
-		if !s.closed {
-			close(s.changed) // wake a shipper that read before the sync
-			s.changed = make(chan struct{})
-		}
+		s.notifyChanged() // wake a shipper that read before the sync
 	}
 	return nil
 }
@@ -629,20 +839,115 @@ func mergeGaps(gaps []*Gap) []*Gap {
 	return out
 }
 
-// Read returns up to max records from pos on (fewer when fewer are on stable storage), and the
-// position after the last one. Damaged lines are skipped and counted in Stats.Corrupt; they
-// become gaps that Verify reports.
+// stableSegments syncs what was written (unless the policy is SyncOS, where written is stable)
+// and returns the segments.
+func (s *Spool) stableSegments() ([]segment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.cfg.Sync != SyncOS && s.synced < s.written {
+		if err := s.waitSynced(s.written); err != nil {
+			return nil, err
+		}
+	}
+	return append([]segment(nil), s.segs...), nil
+}
+
+// ReadLines is Read for shipping: it returns the records' lines as they are in the spool (without
+// the newline), not decoded, and stops before maxBytes of them (after at least one). A line is
+// returned only if it is a JSON object with a seq and a type; other lines are skipped and counted
+// in Stats.Corrupt, as Read does.
+func (s *Spool) ReadLines(pos Position, max, maxBytes int) ([]json.RawMessage, Position, error) {
+	if max <= 0 {
+		max = 1
+	}
+	segs, err := s.stableSegments()
+	if err != nil {
+		return nil, pos, err
+	}
+	var out []json.RawMessage
+	size := 0
+	full := false
+	for i := 0; i < len(segs) && !full; i++ {
+		sg := segs[i]
+		if sg.num < pos.Segment || sg.num == pos.Segment && pos.Offset >= sg.stable {
+			continue
+		}
+		if sg.num > pos.Segment {
+			pos = Position{Segment: sg.num}
+		}
+		data, err := readRange(s.path(sg.num), pos.Offset, sg.stable)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // dropped or acknowledged meanwhile
+		}
+		if err != nil {
+			return nil, pos, err
+		}
+		base, off, corrupt := pos.Offset, 0, 0
+		for off < len(data) {
+			nl := bytes.IndexByte(data[off:], '\n')
+			if nl < 0 {
+				break // not a record (stable ends at a record's end); skipped below
+			}
+			line := data[off : off+nl]
+			if len(out) == max || len(out) > 0 && size+len(line) > maxBytes {
+				full = true
+				break
+			}
+			off += nl + 1
+			pos.Offset = base + int64(off)
+			if !validLine(line) {
+				corrupt++
+				continue
+			}
+			out = append(out, line)
+			size += len(line) + 1
+		}
+		if corrupt > 0 {
+			s.mu.Lock()
+			s.corrupt += uint64(corrupt)
+			s.mu.Unlock()
+		}
+		if !full {
+			pos.Offset = sg.stable // everything in the segment, damaged lines included, is read
+		}
+	}
+	return out, pos, nil
+}
+
+// validLine reports whether a spool line is a record: what DecodeSegment accepts. The canonical
+// form ({"seq":N,"type":"...) is checked without decoding.
+func validLine(line []byte) bool {
+	if !json.Valid(line) {
+		return false
+	}
+	const pre = `{"seq":`
+	if rest, ok := bytes.CutPrefix(line, []byte(pre)); ok && len(rest) > 0 && rest[0] >= '1' && rest[0] <= '9' {
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if t, ok := bytes.CutPrefix(rest[i:], []byte(`,"type":"`)); ok && len(t) > 0 && t[0] != '"' {
+			return true
+		}
+	}
+	var r Record
+	return json.Unmarshal(line, &r) == nil && r.Seq != 0 && r.Type != ""
+}
+
+// Read returns up to max records from pos on, and the position after the last one. It syncs
+// first (unless the policy is SyncOS): only records on stable storage are read. Damaged lines
+// are skipped and counted in Stats.Corrupt; they become gaps that Verify reports.
 func (s *Spool) Read(pos Position, max int) ([]Record, Position, error) {
 	if max <= 0 {
 		max = 1
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, pos, ErrClosed
+	segs, err := s.stableSegments()
+	if err != nil {
+		return nil, pos, err
 	}
-	segs := append([]segment(nil), s.segs...)
-	s.mu.Unlock()
 
 	var out []Record
 	for i := 0; i < len(segs) && len(out) < max; i++ {
@@ -761,24 +1066,42 @@ func (s *Spool) Stats() Stats {
 	return Stats{Bytes: s.total, Segments: len(s.segs), Dropped: s.dropped, Corrupt: s.corrupt, Acked: s.acked, Seq: s.seq}
 }
 
-// Close syncs and closes the spool.
+// Close writes the deferred records, syncs and closes the spool.
 func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	select {
+	case <-s.syncStop:
+	default:
+		close(s.syncStop)
+	}
+	s.mu.Unlock()
+	<-s.syncDone
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
+	s.writeDeferredLocked()
 	for s.syncing {
 		s.cond.Wait()
 	}
+	ferr := s.flushPend()
 	s.closed = true
 	close(s.changed)
 	if s.active == nil {
-		return nil
+		return ferr
 	}
 	err := s.active.Sync()
 	if cerr := s.active.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = ferr
 	}
 	if err == nil {
 		s.synced = s.written // Appends still waiting for a sync are covered by this one

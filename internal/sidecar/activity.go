@@ -84,12 +84,19 @@ func openAuditor(cfg Config, logger *slog.Logger) (*auditor, string, error) {
 	if cfg.ActivityDropOldest {
 		full = activity.DropOldest
 	}
+	sync := activity.SyncInterval
+	if cfg.ActivitySyncAlways {
+		sync = activity.SyncAlways
+	}
 	spool, err := activity.Open(activity.Config{
 		Dir:        filepath.Join(dir, "activity"),
 		SidecarID:  cfg.SidecarID,
 		InstanceID: id,
 		MaxBytes:   cfg.ActivitySpoolMaxBytes,
 		Full:       full,
+		Sync:       sync,
+		SyncEvery:  cfg.ActivitySyncInterval,
+		Logger:     logger.With("component", "activity/spool"),
 	})
 	if err != nil {
 		lock.Close()
@@ -180,14 +187,11 @@ func (a *auditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.Stateme
 		repo:         r.Repository,
 		user:         r.RepositoryUser,
 		recordParams: ev.Grant.Target.Repository.RecordParameters,
-		ends:         make(chan *activity.Record, 256),
-		done:         make(chan struct{}),
 		classify:     a.pg.Classify,
 	}
 	if ev.Grant.Target.Repository.Type == gatehouse.MySQL {
 		s.classify = a.my.Classify
 	}
-	go s.appendEnds()
 	return s, nil
 }
 
@@ -205,9 +209,6 @@ type session struct {
 	recordParams bool
 	prep         sqlpg.Prepared
 	classify     func(sql string) ([]policy.Statement, error) // the repository's dialect, cached
-	ends         chan *activity.Record
-	done         chan struct{}
-	failed       atomic.Bool // a statement.end could not be appended
 	endOnce      sync.Once
 }
 
@@ -320,8 +321,9 @@ func (s *session) record(st policy.Statement, d policy.Decision) *activity.Recor
 	return r
 }
 
-// Complete queues the statement.end record of ref; it is appended in the background so that the
-// server's answers reach the client without waiting for the disk.
+// Complete defers the statement.end record of ref to the spool (activity.Spool.Defer): it is
+// written with the next record or by the spool's background syncer, so that the server's answers
+// reach the client without waiting for the disk, and the outcomes of many statements share a write.
 func (s *session) Complete(ref uint64, c proxy.Completion) {
 	r := &activity.Record{
 		Type:           activity.TypeStatementEnd,
@@ -338,23 +340,13 @@ func (s *session) Complete(ref uint64, c proxy.Completion) {
 	if c.NotExecuted {
 		r.Reason = "not executed"
 	}
-	s.ends <- r
+	s.a.spool.Defer(r)
 }
 
-func (s *session) appendEnds() {
-	defer close(s.done)
-	for r := range s.ends {
-		if err := s.a.spool.Append(context.Background(), r); err != nil && !s.failed.Swap(true) {
-			s.a.logger.Error("statement outcome not recorded", "session_id", s.id, "err", err)
-		}
-	}
-}
-
-// Close records the session's end after the outcomes of its statements.
+// Close records the session's end after the outcomes of its statements (Append writes deferred
+// records first).
 func (s *session) Close(ctx context.Context, end proxy.SessionEnd) {
 	s.endOnce.Do(func() {
-		close(s.ends)
-		<-s.done
 		r := &activity.Record{
 			Type:           activity.TypeSessionEnd,
 			SessionID:      s.id,
@@ -372,17 +364,9 @@ func (s *session) Close(ctx context.Context, end proxy.SessionEnd) {
 	})
 }
 
-// activitySink ships spool records to the control plane.
+// activitySink ships spool records to the control plane, as they are in the spool.
 type activitySink struct{ c *syncapi.Client }
 
-func (k activitySink) Ship(ctx context.Context, records []activity.Record) error {
-	raw := make([]json.RawMessage, len(records))
-	for i := range records {
-		b, err := json.Marshal(&records[i])
-		if err != nil {
-			return err
-		}
-		raw[i] = b
-	}
-	return k.c.ShipActivity(ctx, raw)
+func (k activitySink) Ship(ctx context.Context, records []json.RawMessage) error {
+	return k.c.ShipActivity(ctx, records)
 }

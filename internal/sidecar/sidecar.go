@@ -62,6 +62,12 @@ type Config struct {
 	// ActivityDropOldest makes a full spool drop its oldest unshipped records (admitted in a
 	// spool.dropped record) instead of refusing statements, the default (fail closed).
 	ActivityDropOldest bool
+	// ActivitySyncAlways makes every statement wait for its record to be fsynced before it is
+	// forwarded (activity.SyncAlways). By default records are written before forwarding and
+	// fsynced in the background every ActivitySyncInterval (activity.SyncInterval).
+	ActivitySyncAlways bool
+	// ActivitySyncInterval is the background fsync interval; activity.DefaultSyncEvery when zero.
+	ActivitySyncInterval time.Duration
 
 	// TLSCertFile and TLSKeyFile are the listeners' certificate and key (PEM). Both or neither;
 	// with neither, a self-signed certificate is generated at start and its fingerprint logged.

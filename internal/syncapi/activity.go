@@ -27,12 +27,26 @@ type ActivityAck struct {
 	Duplicates int `json:"duplicates"` // records it had already
 }
 
-// ShipActivity sends a batch of activity records, each already encoded.
+// ShipActivity sends a batch of activity records, each already encoded as one JSON object (a line
+// of the spool). The body is an ActivityBatch built from the records' bytes as they are: they are
+// not decoded, checked or re-encoded here (json.Marshal of a RawMessage would re-scan each).
 func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) error {
-	body, err := json.Marshal(ActivityBatch{Records: records})
-	if err != nil {
-		return fmt.Errorf("encode activity batch: %w", err)
+	n := len(`{"records":[]}`)
+	for _, r := range records {
+		if len(r) == 0 {
+			return fmt.Errorf("encode activity batch: empty record")
+		}
+		n += len(r) + 1
 	}
+	body := make([]byte, 0, n)
+	body = append(body, `{"records":[`...)
+	for i, r := range records {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, r...)
+	}
+	body = append(body, "]}"...)
 	resp, err := c.do(ctx, http.MethodPost, ActivityPath, body)
 	if err != nil {
 		return err
