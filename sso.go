@@ -7,14 +7,15 @@ const (
 	GrantOIDCState = "oidc_state" // a browser's pending OIDC login (state, nonce, PKCE verifier)
 	GrantCLICode   = "cli_code"   // one-time code handed to a CLI's loopback redirect
 	GrantRefresh   = "refresh"    // a CLI session's refresh token
+	GrantDevice    = "device"     // a CLI's pending device authorization (the IdP's device code)
 )
 
 // SSOGrant is one pending step of a single sign-on flow. Only the SHA-256 of its secret is stored;
 // it is consumed (deleted) on first use.
 type SSOGrant struct {
 	Hash        string // hex SHA-256 of the secret
-	Kind        string // GrantOIDCState, GrantCLICode or GrantRefresh
-	User        string // "" for GrantOIDCState
+	Kind        string // GrantOIDCState, GrantCLICode, GrantRefresh or GrantDevice
+	User        string // "" for GrantOIDCState and GrantDevice
 	SessionHash string // GrantRefresh: the login session it renews, ended on logout
 	Data        string // JSON, private to the flow that made it (e.g. the PKCE verifier of an OIDC login)
 	CreatedAt   time.Time

@@ -2,15 +2,19 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,7 +28,9 @@ import (
 
 // A real OpenID Provider for the SSO tests: zitadel/oidc's example OP, in this test process, with
 // users and groups the test chooses. Its storage is wrapped to put a "groups" claim in ID tokens
-// and userinfo, and, on demand, to issue ID tokens that are already expired.
+// and userinfo, and, on demand, to issue ID tokens that are already expired. Its client may use
+// the device authorization grant (RFC 8628; the example OP's device pages play the person's
+// browser), which the OP can also hide from its discovery document, as IdPs without it do.
 
 const (
 	opClientID     = "gatehouse"
@@ -40,8 +46,20 @@ type opUser struct {
 }
 
 type testOP struct {
-	Issuer  string
-	expired atomic.Bool // issue expired ID tokens
+	Issuer    string
+	expired   atomic.Bool  // issue expired ID tokens
+	noDevice  atomic.Bool  // leave device_authorization_endpoint out of the discovery document
+	deviceTTL atomic.Int64 // when > 0, device codes expire after this long (the OP still says 5 minutes)
+
+	mu          sync.Mutex
+	deviceCodes []string // every device code issued, to look for in logs
+}
+
+// issuedDeviceCodes returns the device codes the OP has issued.
+func (o *testOP) issuedDeviceCodes() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.deviceCodes)
 }
 
 type opUserStore struct {
@@ -62,7 +80,28 @@ func (s opUserStore) ExampleClientID() string { return storage.ServiceUserID }
 type opStorage struct {
 	*storage.Storage
 	op     *testOP
+	users  opUserStore
 	groups map[string][]string // user ID -> groups
+}
+
+func (s *opStorage) StoreDeviceAuthorization(ctx context.Context, clientID, deviceCode, userCode string, expires time.Time, scopes []string) error {
+	if ttl := time.Duration(s.op.deviceTTL.Load()); ttl > 0 {
+		expires = time.Now().Add(ttl)
+	}
+	s.op.mu.Lock()
+	s.op.deviceCodes = append(s.op.deviceCodes, deviceCode)
+	s.op.mu.Unlock()
+	return s.Storage.StoreDeviceAuthorization(ctx, clientID, deviceCode, userCode, expires, scopes)
+}
+
+// CompleteDeviceAuthorization: the example's device pages pass the user name the person typed as
+// the subject, where its other flows (and userinfo) use the user's ID.
+func (s *opStorage) CompleteDeviceAuthorization(ctx context.Context, userCode, username string) error {
+	u := s.users.GetUserByUsername(username)
+	if u == nil {
+		return errors.New("no such user")
+	}
+	return s.Storage.CompleteDeviceAuthorization(ctx, userCode, u.ID)
 }
 
 func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
@@ -94,6 +133,10 @@ type opClient struct {
 	op *testOP
 }
 
+func (c *opClient) GrantTypes() []oidc.GrantType {
+	return append(slices.Clone(c.Client.GrantTypes()), oidc.GrantTypeDeviceCode)
+}
+
 func (c *opClient) IsScopeAllowed(scope string) bool {
 	return scope == "groups" || c.Client.IsScopeAllowed(scope)
 }
@@ -122,12 +165,33 @@ func startOP(t *testing.T, redirectURI string, users ...opUser) *testOP {
 		groups[id] = u.Groups
 	}
 	clients := map[string]*storage.Client{opClientID: storage.WebClient(opClientID, opClientSecret, redirectURI)}
-	st := &opStorage{Storage: storage.NewStorageWithClients(us, clients), op: o, groups: groups}
+	st := &opStorage{Storage: storage.NewStorageWithClients(us, clients), op: o, users: us, groups: groups}
 	handler := exampleop.SetupServer(o.Issuer, st, nil, false, op.WithAllowInsecure())
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: o.hideDevice(handler), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return o
+}
+
+// hideDevice serves the discovery document without device_authorization_endpoint while noDevice
+// is set.
+func (o *testOP) hideDevice(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !o.noDevice.Load() || r.URL.Path != "/.well-known/openid-configuration" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		var doc map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		delete(doc, "device_authorization_endpoint")
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(doc)
+	})
 }
 
 // writeSecret writes the OIDC client secret to a file for --oidc-client-secret-file.
@@ -232,4 +296,40 @@ func (b *browser) cookie(t *testing.T, base, name string) *http.Cookie {
 		}
 	}
 	return nil
+}
+
+// approveDevice plays the person at the OP's device pages: opens verificationURI, enters
+// userCode, signs in as username and answers action ("allowed" or "denied"). It returns the last
+// page.
+func (b *browser) approveDevice(t *testing.T, verificationURI, userCode, username, action string) string {
+	t.Helper()
+	resp, body := b.get(t, verificationURI)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="user_code"`) {
+		t.Fatalf("the OP's device page %s: %s\n%s", verificationURI, resp.Status, body)
+	}
+	resp, err := b.PostForm(verificationURI, url.Values{"user_code": {userCode}})
+	if err != nil {
+		t.Fatalf("enter the user code: %v", err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), `value="`+userCode+`"`) {
+		t.Fatalf("after entering the user code: %s\n%s", resp.Status, page)
+	}
+	dev, _ := url.Parse(verificationURI)
+	dev.RawQuery = ""
+	resp, err = b.PostForm(dev.JoinPath("login").String(), url.Values{"user_code": {userCode}, "username": {username}, "password": {opPassword}})
+	if err != nil {
+		t.Fatalf("sign in on the OP's device page: %v", err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "action=allowed") {
+		t.Fatalf("after signing in on the device page: %s\n%s", resp.Status, page)
+	}
+	resp, body = b.get(t, dev.JoinPath("confirm").String()+"?action="+action)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Device authorization "+action) {
+		t.Fatalf("confirm %s: %s\n%s", action, resp.Status, body)
+	}
+	return body
 }

@@ -499,7 +499,7 @@ func TestReadLines(t *testing.T) {
 	data, _ := os.ReadFile(segs[0])
 	lines := strings.SplitAfter(string(data), "\n")
 	lines[2] = `{"seq":3,"type":"statement","time":"2026-` + "\n" // cut short, as by a damaged disk
-	lines[3] = `{"type":"statement","seq":4}` + "\n"             // valid, not canonical: kept as Read keeps it
+	lines[3] = `{"type":"statement","seq":4}` + "\n"              // valid, not canonical: kept as Read keeps it
 	os.WriteFile(segs[0], []byte(strings.Join(lines, "")), 0o600)
 
 	s = open(t, activity.Config{Dir: dir})

@@ -3,14 +3,21 @@
 // plane has them; the Shipper that delivers them in order; and Verify, which checks a chain. It sits in
 // the core layer and imports only the standard library and the root package.
 //
-//	engine ──Append (before forwarding)──▶ Spool (segment files, fsync) ──Read──▶ Shipper ──Sink.Ship──▶ control plane
+//	engine ──Append (before forwarding)──▶ Spool (segment files, fsync) ──ReadLines──▶ Shipper ──Sink.Ship──▶ control plane
+//	       ──Defer (statement.end)──────▶
 //	                                          ▲                                      │
 //	                                          └──────────── Ack (persisted) ◀────────┘ on success only
 //
 // # Delivery guarantee
 //
-// At least once, in order, per spool. Append returns only after the record is on disk (see
-// SyncPolicy), so a statement is never forwarded without its record. The Shipper advances the
+// At least once, in order, per spool. Append returns only after the record is written to the
+// segment file, so a statement is never forwarded without its record; whether it has also been
+// fsynced (and so survives a crash of the machine) is the SyncPolicy: SyncInterval (the default)
+// fsyncs in the background every Config.SyncEvery, SyncAlways before Append returns. Only fsynced
+// records are read for shipping (Read and ReadLines sync first), so the receiver never holds a
+// record that a machine crash could take back and the chain then reuse. Each Append is one
+// write(2); its record is encoded once, by a hand-written encoder that produces exactly
+// encoding/json's bytes, and hashed from those bytes. The Shipper advances the
 // acknowledged position only after Sink.Ship succeeds, and retries with backoff otherwise; a crash
 // between a successful Ship and the Ack sends that batch again after restart, so the receiver
 // stores records under the unique key (instance_id, seq) and ignores duplicates.

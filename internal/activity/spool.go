@@ -69,6 +69,8 @@ const (
 
 	// maxDeferred bounds the records Defer holds in memory: past it, Defer writes them itself.
 	maxDeferred = 1 << 14
+	// maxTail bounds the copy of the active segment's latest bytes kept for the shipper.
+	maxTail = 4 << 20
 )
 
 // Config configures a Spool. Zero values mean the defaults.
@@ -129,16 +131,24 @@ type Spool struct {
 	encBuf   bytes.Buffer
 	enc      *json.Encoder // into encBuf
 	hasher   hash.Hash
+	canon    []byte // a record's canonical JSON, without hash
 	line     []byte
 
+	// tail is a copy of what this process wrote last to the active segment, tailSeg, from offset
+	// tailFrom on: ReadLines takes it from memory, without reading the file or checking the lines
+	// (seal made them). Only appended to, or replaced, so slices of it handed out stay valid.
+	tail     []byte
+	tailSeg  uint64
+	tailFrom int64
+
 	// Deferred records (Defer), written before the next Append's or by the background syncer.
-	dmu           sync.Mutex
-	deferred      []*Record
-	deferFailing  bool // the last write of deferred records failed (logged once)
-	syncKick      chan struct{}
-	syncStop      chan struct{}
-	syncDone      chan struct{}
-	log           *slog.Logger
+	dmu          sync.Mutex
+	deferred     []*Record
+	deferFailing bool // the last write of deferred records failed (logged once)
+	syncKick     chan struct{}
+	syncStop     chan struct{}
+	syncDone     chan struct{}
+	log          *slog.Logger
 
 	instance string // chain head
 	seq      uint64
@@ -239,11 +249,13 @@ func Open(cfg Config) (*Spool, error) {
 		return nil, err
 	}
 	if len(s.segs) > 0 {
-		f, err := os.OpenFile(s.path(s.segs[len(s.segs)-1].num), os.O_WRONLY|os.O_APPEND, 0o600)
+		last := s.segs[len(s.segs)-1]
+		f, err := os.OpenFile(s.path(last.num), os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("open activity spool segment: %w", err)
 		}
 		s.active = f
+		s.tailSeg, s.tailFrom = last.num, last.size
 	}
 	s.syncKick, s.syncStop, s.syncDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.syncLoop()
@@ -561,13 +573,19 @@ func (s *Spool) seal(r *Record) ([]byte, error) {
 		seq, prev = 0, "" // a new instance starts its own chain
 	}
 	r.Seq, r.PrevHash, r.Hash = seq+1, prev, ""
-	s.encBuf.Reset()
-	if err := s.enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encode activity record %d: %w", r.Seq, err)
+	canon, ok := appendRecord(s.canon[:0], r)
+	if !ok {
+		s.encBuf.Reset()
+		if err := s.enc.Encode(r); err != nil {
+			return nil, fmt.Errorf("encode activity record %d: %w", r.Seq, err)
+		}
+		canon = bytes.TrimSuffix(s.encBuf.Bytes(), []byte{'\n'}) // Encode adds it
+	} else {
+		s.canon = canon
 	}
-	canon := bytes.TrimSuffix(s.encBuf.Bytes(), []byte{'\n'}) // Encode adds it
 	s.hasher.Reset()
-	s.hasher.Write([]byte(prev))
+	s.line = append(s.line[:0], prev...) // scratch: []byte(prev) would allocate
+	s.hasher.Write(s.line)
 	s.hasher.Write(canon)
 	var sum [sha256.Size]byte
 	var hexSum [2 * sha256.Size]byte
@@ -614,6 +632,11 @@ func (s *Spool) flushPend() error {
 		}
 		s.dropPend()
 		return fmt.Errorf("write activity record: %w", err)
+	}
+	if len(s.tail)+len(s.pend) > maxTail {
+		s.tail, s.tailFrom = nil, sg.size
+	} else {
+		s.tail = append(s.tail, s.pend...)
 	}
 	s.pend = s.pend[:0]
 	if s.cfg.Sync == SyncOS {
@@ -674,6 +697,7 @@ func (s *Spool) rotate() error {
 	}
 	s.active = f
 	s.segs = append(s.segs, segment{num: next})
+	s.tail, s.tailSeg, s.tailFrom = nil, next, 0
 	return nil
 }
 
@@ -839,31 +863,47 @@ func mergeGaps(gaps []*Gap) []*Gap {
 	return out
 }
 
+// tailView is the spool's tail at one moment.
+type tailView struct {
+	seg  uint64
+	from int64
+	data []byte
+}
+
+// bytes returns the segment's bytes from..to if the tail holds them.
+func (v tailView) bytes(seg uint64, from, to int64) ([]byte, bool) {
+	if seg != v.seg || from < v.from || to > v.from+int64(len(v.data)) {
+		return nil, false
+	}
+	return v.data[from-v.from : to-v.from : to-v.from], true
+}
+
 // stableSegments syncs what was written (unless the policy is SyncOS, where written is stable)
-// and returns the segments.
-func (s *Spool) stableSegments() ([]segment, error) {
+// and returns the segments and the tail.
+func (s *Spool) stableSegments() ([]segment, tailView, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, tailView{}, ErrClosed
 	}
 	if s.cfg.Sync != SyncOS && s.synced < s.written {
 		if err := s.waitSynced(s.written); err != nil {
-			return nil, err
+			return nil, tailView{}, err
 		}
 	}
-	return append([]segment(nil), s.segs...), nil
+	return append([]segment(nil), s.segs...), tailView{seg: s.tailSeg, from: s.tailFrom, data: s.tail}, nil
 }
 
 // ReadLines is Read for shipping: it returns the records' lines as they are in the spool (without
-// the newline), not decoded, and stops before maxBytes of them (after at least one). A line is
-// returned only if it is a JSON object with a seq and a type; other lines are skipped and counted
-// in Stats.Corrupt, as Read does.
+// the newline), not decoded, and stops before maxBytes of them (after at least one). Lines this
+// process wrote lately come from memory (the tail); lines read from the file are returned only if
+// they are JSON objects with a seq and a type, and other lines are skipped and counted in
+// Stats.Corrupt, as Read does.
 func (s *Spool) ReadLines(pos Position, max, maxBytes int) ([]json.RawMessage, Position, error) {
 	if max <= 0 {
 		max = 1
 	}
-	segs, err := s.stableSegments()
+	segs, tail, err := s.stableSegments()
 	if err != nil {
 		return nil, pos, err
 	}
@@ -878,12 +918,15 @@ func (s *Spool) ReadLines(pos Position, max, maxBytes int) ([]json.RawMessage, P
 		if sg.num > pos.Segment {
 			pos = Position{Segment: sg.num}
 		}
-		data, err := readRange(s.path(sg.num), pos.Offset, sg.stable)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // dropped or acknowledged meanwhile
-		}
-		if err != nil {
-			return nil, pos, err
+		data, sealed := tail.bytes(sg.num, pos.Offset, sg.stable)
+		if !sealed {
+			data, err = readRange(s.path(sg.num), pos.Offset, sg.stable)
+			if errors.Is(err, os.ErrNotExist) {
+				continue // dropped or acknowledged meanwhile
+			}
+			if err != nil {
+				return nil, pos, err
+			}
 		}
 		base, off, corrupt := pos.Offset, 0, 0
 		for off < len(data) {
@@ -898,7 +941,7 @@ func (s *Spool) ReadLines(pos Position, max, maxBytes int) ([]json.RawMessage, P
 			}
 			off += nl + 1
 			pos.Offset = base + int64(off)
-			if !validLine(line) {
+			if !sealed && !validLine(line) {
 				corrupt++
 				continue
 			}
@@ -944,7 +987,7 @@ func (s *Spool) Read(pos Position, max int) ([]Record, Position, error) {
 	if max <= 0 {
 		max = 1
 	}
-	segs, err := s.stableSegments()
+	segs, _, err := s.stableSegments()
 	if err != nil {
 		return nil, pos, err
 	}

@@ -90,7 +90,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			want = http.StatusBadRequest // {} has no username
 		case rt.Path == "/api/v1/sso":
 			want = http.StatusOK
-		case rt.Path == "/api/v1/sso/login", rt.Path == "/api/v1/sso/callback":
+		case rt.Path == "/api/v1/sso/login", rt.Path == "/api/v1/sso/callback", rt.Path == "/api/v1/sso/device", rt.Path == "/api/v1/sso/device/poll":
 			want = http.StatusNotFound // single sign-on is off here
 		case rt.Path == "/api/v1/sso/token":
 			want = http.StatusBadRequest // {} has no grant_type

@@ -30,6 +30,8 @@ import (
 // to the loopback with a one-time code, which the CLI redeems with its PKCE verifier at
 // POST /api/v1/sso/token for a session and a refresh token. The IdP sees one client and one
 // redirect URI; its secret stays on the control plane.
+//
+// CLIs without a browser use the device authorization grant instead (sso_device.go).
 const (
 	ssoStateTTL   = 10 * time.Minute
 	cliCodeTTL    = 2 * time.Minute
@@ -96,6 +98,7 @@ func (a *API) registerSSORoutes(mux *http.ServeMux) {
 	} {
 		a.handle(mux, rt)
 	}
+	a.registerSSODeviceRoutes(mux)
 }
 
 func (a *API) ssoInfo(w http.ResponseWriter, r *http.Request) {
@@ -399,23 +402,26 @@ func (a *API) ssoToken(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, gatehouse.Errorf(gatehouse.ECodeUnauthenticated, "user %q is deactivated", user))
 		return
 	}
-	secret, exp, err := a.auth.NewSession(ctx, u.Name)
+	out, err := a.cliSession(ctx, u.Name)
+	a.answer(w, r, http.StatusOK, out, err)
+}
+
+// cliSession makes a CLI's login session and the refresh token that renews it.
+func (a *API) cliSession(ctx context.Context, user string) (*ssoTokenResponse, error) {
+	secret, exp, err := a.auth.NewSession(ctx, user)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	refresh, err := randomSecret(refreshPrefix)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	rexp := a.now().Add(refreshTTL).UTC()
-	if err := a.store.CreateSSOGrant(ctx, &gatehouse.SSOGrant{Hash: token.Hash(refresh), Kind: gatehouse.GrantRefresh, User: u.Name,
+	if err := a.store.CreateSSOGrant(ctx, &gatehouse.SSOGrant{Hash: token.Hash(refresh), Kind: gatehouse.GrantRefresh, User: user,
 		SessionHash: token.Hash(secret.Reveal()), ExpiresAt: rexp}); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, ssoTokenResponse{Token: secret.Reveal(), ExpiresAt: exp, RefreshToken: refresh, RefreshExpiresAt: rexp, Username: u.Name})
+	return &ssoTokenResponse{Token: secret.Reveal(), ExpiresAt: exp, RefreshToken: refresh, RefreshExpiresAt: rexp, Username: user}, nil
 }
 
 // endSession answers POST /api/v1/logout: it ends the session (bearer or cookie), the refresh

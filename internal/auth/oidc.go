@@ -183,6 +183,12 @@ func (o *OIDC) Exchange(ctx context.Context, code, verifier, nonce string) (*Ide
 	if err != nil {
 		return nil, err
 	}
+	return o.signedIn(ctx, p, idt, tok)
+}
+
+// signedIn reads the claims of a verified ID token, then those of userinfo (with the access token
+// of tok) that the ID token lacks, and maps them to an Identity.
+func (o *OIDC) signedIn(ctx context.Context, p *oidc.Provider, idt *oidc.IDToken, tok *oauth2.Token) (*Identity, error) {
 	claims := map[string]any{}
 	if err := idt.Claims(&claims); err != nil {
 		return nil, unauthenticatedf("the ID token's claims do not decode: %v", err)
@@ -212,6 +218,19 @@ func (o *OIDC) Exchange(ctx context.Context, code, verifier, nonce string) (*Ide
 // VerifyIDToken checks an ID token's signature (the IdP's published keys), issuer, audience (this
 // client), expiry and nonce.
 func (o *OIDC) VerifyIDToken(ctx context.Context, raw, nonce string) (*oidc.IDToken, error) {
+	idt, err := o.verifyIDToken(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if nonce == "" || idt.Nonce != nonce {
+		return nil, unauthenticatedf("the ID token's nonce does not match this sign-in; start the sign-in again")
+	}
+	return idt, nil
+}
+
+// verifyIDToken checks everything VerifyIDToken does but the nonce, which only the authorization
+// code flow has.
+func (o *OIDC) verifyIDToken(ctx context.Context, raw string) (*oidc.IDToken, error) {
 	p, err := o.discover(ctx)
 	if err != nil {
 		return nil, err
@@ -224,9 +243,6 @@ func (o *OIDC) VerifyIDToken(ctx context.Context, raw, nonce string) (*oidc.IDTo
 			return nil, unauthenticatedf("the ID token expired at %s; check the clocks of Gatehouse and the identity provider, then sign in again", expired.Expiry.UTC().Format(time.RFC3339))
 		}
 		return nil, unauthenticatedf("the ID token is not valid: %v", err)
-	}
-	if nonce == "" || idt.Nonce != nonce {
-		return nil, unauthenticatedf("the ID token's nonce does not match this sign-in; start the sign-in again")
 	}
 	return idt, nil
 }

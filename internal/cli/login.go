@@ -14,7 +14,7 @@ import (
 
 func newLoginCmd(e *env) *cobra.Command {
 	var username string
-	var passwordStdin, sso, noBrowser bool
+	var passwordStdin, sso, noBrowser, device bool
 	var ssoTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "login",
@@ -24,11 +24,15 @@ The session (server URL and bearer token) is stored in session.json in $GATEHOUS
 the gatehouse directory of your user config directory, readable only by you.
 
 With --sso the CLI listens on a loopback port, prints the URL to open (and opens a browser when
-one is at hand), and waits for your identity provider to send the browser back. The session it
-stores is renewed with a refresh token when it expires; gatehouse logout revokes both.
+one is at hand), and waits for your identity provider to send the browser back. With --device (and
+by itself on a machine without a display, when the identity provider supports it) it prints a URL
+and a code to enter in a browser on any device instead, and waits for you to approve the sign-in
+there. The session it stores is renewed with a refresh token when it expires; gatehouse logout
+revokes both.
 
 The password is read from standard input with --password-stdin, or prompted for without echo.`,
 		Example: `  gatehouse login --server https://gatehouse.example.com --sso
+  gatehouse login --server https://gatehouse.example.com --sso --device
   gatehouse login --server http://127.0.0.1:8080 --username admin
   printf '%s\n' "$ADMIN_PASSWORD" | gatehouse login --server https://gatehouse.example.com --username admin --password-stdin`,
 		Args: noArgs,
@@ -45,7 +49,17 @@ The password is read from standard input with --password-stdin, or prompted for 
 				if username != "" || passwordStdin {
 					return usageErrorf("--sso signs in through your identity provider: leave out --username and --password-stdin")
 				}
-				return e.loginSSO(cmd.Context(), server, !noBrowser && e.Interactive(), ssoTimeout)
+				if device && noBrowser {
+					return usageErrorf("--device and --no-browser are two ways to sign in without a browser here: pick one")
+				}
+				o := ssoLoginOptions{Device: device, NoBrowser: noBrowser}
+				if cmd.Flags().Changed("timeout") {
+					o.Timeout = ssoTimeout
+				}
+				return e.ssoLogin(cmd.Context(), server, o)
+			}
+			if device {
+				return usageErrorf("--device goes with --sso: gatehouse login --sso --device")
 			}
 			if username == "" {
 				if !e.Interactive() {
@@ -101,7 +115,8 @@ The password is read from standard input with --password-stdin, or prompted for 
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
 	cmd.Flags().BoolVar(&sso, "sso", false, "sign in with single sign-on in a browser")
 	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "with --sso: only print the URL, do not try to open a browser")
-	cmd.Flags().DurationVar(&ssoTimeout, "timeout", 5*time.Minute, "with --sso: how long to wait for the browser")
+	cmd.Flags().BoolVar(&device, "device", false, "with --sso: sign in with a code entered in a browser on any device (device authorization grant)")
+	cmd.Flags().DurationVar(&ssoTimeout, "timeout", 5*time.Minute, "with --sso: how long to wait for the browser (with --device: at most the code's lifetime)")
 	return cmd
 }
 

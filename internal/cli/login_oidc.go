@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/auth"
 	"github.com/gatehousedb/gatehouse/internal/controlplane"
 	"github.com/gatehousedb/gatehouse/internal/token"
@@ -121,13 +122,70 @@ type ssoTokens struct {
 	Username         string    `json:"username"`
 }
 
+// ssoLoginOptions are gatehouse login --sso's flags.
+type ssoLoginOptions struct {
+	Device    bool          // --device: the device authorization grant, nothing else
+	NoBrowser bool          // --no-browser: the loopback redirect, printing the URL only
+	Timeout   time.Duration // --timeout; 0: 5 minutes for a browser, the code's lifetime for a device
+}
+
+// errNoLoopback is loginSSO's error when it cannot listen on a loopback port.
+var errNoLoopback = errors.New("cannot listen on loopback for the sign-in redirect")
+
+// ssoLogin picks how to sign in. --device and --no-browser choose; without either, a machine with
+// no display (no DISPLAY or WAYLAND_DISPLAY on Unix, an SSH session on macOS and Windows) or no
+// usable loopback signs in with a device code when the IdP can, since a browser elsewhere cannot
+// reach this machine's loopback port. Everything else uses the loopback redirect.
+func (e *env) ssoLogin(ctx context.Context, server string, o ssoLoginOptions) error {
+	switch {
+	case o.Device:
+		return e.loginDevice(ctx, server, o.Timeout)
+	case o.NoBrowser:
+		return e.loginSSO(ctx, server, false, o.Timeout)
+	case e.headless():
+		fmt.Fprintln(e.Stderr, "No browser on this machine: signing in with a code you enter in a browser elsewhere (--no-browser for the loopback redirect instead).")
+		err := e.loginDevice(ctx, server, o.Timeout)
+		if gatehouse.ErrorCode(err) != gatehouse.ECodeNotFound {
+			return err
+		}
+		fmt.Fprintf(e.Stderr, "(%s)\n", errorMessage(err))
+		return e.loginSSO(ctx, server, false, o.Timeout)
+	}
+	err := e.loginSSO(ctx, server, e.Interactive(), o.Timeout)
+	if errors.Is(err, errNoLoopback) {
+		fmt.Fprintf(e.Stderr, "(%v: signing in with a code instead)\n", err)
+		return e.loginDevice(ctx, server, o.Timeout)
+	}
+	return err
+}
+
+// headless reports whether no browser can run on this machine's display.
+func (e *env) headless() bool {
+	switch runtime.GOOS {
+	case "darwin", "windows":
+		return e.Getenv("SSH_CONNECTION") != ""
+	}
+	return e.Getenv("DISPLAY") == "" && e.Getenv("WAYLAND_DISPLAY") == ""
+}
+
+func errorMessage(err error) string {
+	var ge *gatehouse.Error
+	if errors.As(err, &ge) {
+		return ge.Message
+	}
+	return err.Error()
+}
+
 // loginSSO runs the browser flow on a loopback redirect: it listens on 127.0.0.1, prints (and when
 // someone is at the keyboard, opens) the control plane's SSO URL, waits for the browser to come
 // back with a one-time code, and redeems that code with its PKCE verifier.
 func (e *env) loginSSO(ctx context.Context, server string, openBrowser bool, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("listen on loopback for the sign-in redirect: %w", err)
+		return fmt.Errorf("%w: %w", errNoLoopback, err)
 	}
 	defer ln.Close()
 	state, err := token.Random(32)
@@ -201,7 +259,11 @@ func (e *env) loginSSO(ctx context.Context, server string, openBrowser bool, tim
 	if res.err != nil {
 		return res.err
 	}
-	t := res.tokens
+	return e.ssoLoggedIn(server, res.tokens)
+}
+
+// ssoLoggedIn stores the session of a single sign-on and says who signed in.
+func (e *env) ssoLoggedIn(server string, t *ssoTokens) error {
 	if err := e.saveSession(&session{Server: server, Username: t.Username, Token: t.Token, ExpiresAt: t.ExpiresAt,
 		RefreshToken: t.RefreshToken, RefreshExpiresAt: t.RefreshExpiresAt}); err != nil {
 		return err

@@ -33,6 +33,7 @@ type sidecarFileConfig struct {
 	AllowPlaintextPasswords *bool  `yaml:"allow_plaintext_passwords"`
 	ReportInterval          string `yaml:"report_interval"`
 	DrainTimeout            string `yaml:"drain_timeout"`
+	UpstreamPoolIdle        *int   `yaml:"upstream_pool_idle"`
 
 	Secrets  sidecarSecretsFileConfig  `yaml:",inline"`
 	Activity sidecarActivityFileConfig `yaml:",inline"`
@@ -42,6 +43,7 @@ type sidecarRunFlags struct {
 	config, controlPlane, sidecarID, privateKey, tlsCert, tlsKey, dataDir, listenHost string
 	allowPlaintext                                                                    bool
 	reportInterval, drainTimeout                                                      time.Duration
+	upstreamPoolIdle                                                                  int
 	secrets                                                                           sidecarSecretsFlags
 	activity                                                                          sidecarActivityFlags
 }
@@ -68,6 +70,7 @@ Each setting is taken from its flag, else from its environment variable, else fr
   --allow-plaintext-passwords GATEHOUSE_ALLOW_PLAINTEXT_PASSWORDS    allow_plaintext_passwords
   --report-interval DURATION  GATEHOUSE_REPORT_INTERVAL              report_interval (default 5s)
   --drain-timeout DURATION    GATEHOUSE_DRAIN_TIMEOUT                drain_timeout (default 30s)
+  --upstream-pool-idle N      GATEHOUSE_UPSTREAM_POOL_IDLE           upstream_pool_idle (default 8; 0 disables pooling)
 ` + sidecarActivityHelp + `
 
 On SIGTERM or Ctrl-C the sidecar stops accepting connections at once and lets open sessions finish
@@ -122,6 +125,8 @@ func (f *sidecarRunFlags) add(cmd *cobra.Command) {
 	fl.BoolVar(&f.allowPlaintext, "allow-plaintext-passwords", false, "accept access tokens without TLS (local development only)")
 	fl.DurationVar(&f.reportInterval, "report-interval", 0, "how often the instance reports to the control plane (default 5s)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "on SIGTERM, how long open sessions may finish before they are ended (default 30s)")
+	fl.IntVar(&f.upstreamPoolIdle, "upstream-pool-idle", sidecar.DefaultUpstreamPoolIdle,
+		"idle PostgreSQL connections kept per repository user, database and startup parameters for the next session; 0 disables pooling")
 	f.secrets.add(fl)
 	f.activity.add(fl)
 
@@ -194,6 +199,30 @@ func (f *sidecarRunFlags) resolve(e *env, cmd *cobra.Command) (sidecar.Config, e
 			}
 			cfg.DrainTimeout = d
 		}
+	}
+	poolIdle, poolSet := 0, true
+	switch {
+	case cmd.Flags().Changed("upstream-pool-idle"):
+		poolIdle = f.upstreamPoolIdle
+	case e.Getenv("GATEHOUSE_UPSTREAM_POOL_IDLE") != "":
+		n, err := strconv.Atoi(e.Getenv("GATEHOUSE_UPSTREAM_POOL_IDLE"))
+		if err != nil {
+			return sidecar.Config{}, usageErrorf("GATEHOUSE_UPSTREAM_POOL_IDLE must be a number of connections, not %q", e.Getenv("GATEHOUSE_UPSTREAM_POOL_IDLE"))
+		}
+		poolIdle = n
+	case file.UpstreamPoolIdle != nil:
+		poolIdle = *file.UpstreamPoolIdle
+	default:
+		poolSet = false
+	}
+	switch {
+	case !poolSet:
+	case poolIdle < 0:
+		return sidecar.Config{}, usageErrorf("upstream pool size must be 0 (off) or more, not %d", poolIdle)
+	case poolIdle == 0:
+		cfg.UpstreamPoolIdle = -1 // sidecar.Config: negative disables
+	default:
+		cfg.UpstreamPoolIdle = poolIdle
 	}
 	secrets, err := f.secrets.resolve(e, cmd, file.Secrets)
 	if err != nil {

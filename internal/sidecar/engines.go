@@ -20,6 +20,7 @@ func DefaultEngines() map[gatehouse.DatabaseType]EngineFactory {
 				AllowPlaintextPasswords: p.AllowPlaintextPasswords,
 				Logger:                  p.Logger,
 				Auditor:                 p.Auditor,
+				Pool:                    postgres.PoolConfig{Idle: p.UpstreamPoolIdle},
 			})
 		},
 		gatehouse.MySQL: func(p EngineParams) (proxy.Engine, error) {

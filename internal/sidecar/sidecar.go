@@ -27,6 +27,8 @@ const (
 	DefaultMinBackoff     = 250 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultDrainTimeout   = 30 * time.Second
+	// DefaultUpstreamPoolIdle is how many idle upstream connections are kept per pool key.
+	DefaultUpstreamPoolIdle = 8
 )
 
 // EngineParams is what an engine factory gets for one listener port.
@@ -41,6 +43,9 @@ type EngineParams struct {
 	Logger                  *slog.Logger
 	// Auditor records logins and governs statements (access policy, activity).
 	Auditor proxy.Auditor
+	// UpstreamPoolIdle is how many idle upstream connections the engine keeps per (repository,
+	// repository user, database, startup parameters); zero disables pooling. PostgreSQL only.
+	UpstreamPoolIdle int
 }
 
 // EngineFactory makes the engine serving one listener port.
@@ -80,6 +85,11 @@ type Config struct {
 	// listeners stop accepting at once, sessions still open at the deadline are ended with a
 	// "server is shutting down" error. DefaultDrainTimeout when zero; negative ends them at once.
 	DrainTimeout time.Duration
+	// UpstreamPoolIdle is how many idle upstream connections each PostgreSQL listener keeps per
+	// (repository, repository user, database, startup parameters), reset and ready for the next
+	// session (see docs/performance.md). DefaultUpstreamPoolIdle when zero; negative disables
+	// pooling.
+	UpstreamPoolIdle int
 
 	// Engines maps database types to engine factories. A port whose type has no factory accepts
 	// connections and closes them. Nil means DefaultEngines.
@@ -264,7 +274,19 @@ func (s *Sidecar) newEngine(p gatehouse.ListenerPort) (proxy.Engine, error) {
 		AllowPlaintextPasswords: s.cfg.AllowPlaintextPasswords,
 		Auditor:                 s.audit,
 		Logger:                  s.logger.With("port", p.Port),
+		UpstreamPoolIdle:        s.upstreamPoolIdle(),
 	})
+}
+
+func (s *Sidecar) upstreamPoolIdle() int {
+	switch n := s.cfg.UpstreamPoolIdle; {
+	case n == 0:
+		return DefaultUpstreamPoolIdle
+	case n < 0:
+		return 0
+	default:
+		return n
+	}
 }
 
 // Run syncs, reports and serves until ctx is done. It does not return because the control plane

@@ -217,6 +217,9 @@ func TestRotatedPasswordPickedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv(envName("rot_user"), newPW)
+	// Pooled connections logged in with the old password stay valid, as any session would, until
+	// they are ended, as whoever rotates a password to shut someone out does.
+	terminateBackends(t, "rot_user")
 	// The sidecar still has the old password cached; the repository rejects it once.
 	out, err = sc.psql(t, "rot_user", aliceToken, "-d", "postgres", "-c", "select current_user")
 	if err != nil || out != "rot_user" {
@@ -233,6 +236,7 @@ func TestRotatedPasswordPickedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv(envName("rot_user"), "definitely-wrong")
+	terminateBackends(t, "rot_user")
 	out, err = sc.psql(t, "rot_user", aliceToken, "-d", "postgres", "-c", "select 1")
 	if err == nil || !strings.Contains(out, `password authentication failed for user "rot_user"`) {
 		t.Errorf("wrong password at the source: %v\n%s", err, out)

@@ -48,6 +48,9 @@ type Config struct {
 	// classified, evaluated against access policy and recorded before it is forwarded, and a
 	// refused one is answered with SQLSTATE 42501 inside the protocol. Nil relays untouched.
 	Auditor proxy.Auditor
+	// Pool keeps upstream connections of cleanly ended sessions for the next session of the same
+	// repository user, database and startup parameters (pool.go). The zero value disables it.
+	Pool PoolConfig
 }
 
 // Engine serves PostgreSQL clients on one listener port.
@@ -55,6 +58,7 @@ type Engine struct {
 	cfg    Config
 	logger *slog.Logger
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	pool   *pool // nil: pooling off
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -88,13 +92,17 @@ func New(cfg Config) (*Engine, error) {
 		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 		dial = d.DialContext
 	}
-	return &Engine{
+	e := &Engine{
 		cfg:      cfg,
 		logger:   logger.With("component", "proxy/postgres", "listener_port", cfg.Port),
 		dial:     dial,
 		sessions: map[*session]struct{}{},
 		byPID:    map[uint32]*session{},
-	}, nil
+	}
+	if cfg.Pool.Idle > 0 {
+		e.pool = newPool(cfg.Pool)
+	}
+	return e, nil
 }
 
 // Serve handles one client connection until the session ends, and closes conn.
@@ -124,6 +132,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	idle := e.idle
 	e.mu.Unlock()
+	e.pool.close()
 
 	select {
 	case <-idle:
@@ -196,16 +205,38 @@ func (e *Engine) issueKey(s *session) error {
 	}
 }
 
+// retire takes s's cancel key out of use before its upstream connection goes back to the pool,
+// and reports whether it may go back: not while a cancel request for s is being forwarded (it
+// would reach the connection's next session), nor while the engine shuts down.
+func (e *Engine) retire(s *session) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s.key.ProcessID != 0 && e.byPID[s.key.ProcessID] == s {
+		delete(e.byPID, s.key.ProcessID)
+	}
+	return s.cancels == 0 && !e.closing
+}
+
 // cancel forwards a CancelRequest to the upstream backend of the session the key belongs to.
 // An unknown or forged key cancels nothing; like PostgreSQL, the client gets no answer either way.
 func (e *Engine) cancel(ctx context.Context, req *pgproto3.CancelRequest, clientAddr string) {
 	e.mu.Lock()
 	s := e.byPID[req.ProcessID]
+	if s != nil && subtle.ConstantTimeCompare(s.key.SecretKey, req.SecretKey) == 1 {
+		s.cancels++
+	} else {
+		s = nil
+	}
 	e.mu.Unlock()
-	if s == nil || subtle.ConstantTimeCompare(s.key.SecretKey, req.SecretKey) != 1 {
+	if s == nil {
 		e.logger.Warn("cancel request with an unknown key ignored", "client_addr", clientAddr)
 		return
 	}
+	defer func() {
+		e.mu.Lock()
+		s.cancels--
+		e.mu.Unlock()
+	}()
 	if err := s.cancelUpstream(ctx); err != nil {
 		e.logger.Warn("cancel request not delivered", "client_addr", clientAddr, "session_id", s.key.ProcessID, "error", err)
 		return

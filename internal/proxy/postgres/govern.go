@@ -493,7 +493,7 @@ func (s *session) serverMessage(typ byte, n int, r io.Reader) error {
 		if _, err := io.ReadFull(r, body); err != nil {
 			return unexpectedEOF(err)
 		}
-		if err := s.forward(typ, n, bytes.NewReader(body)); err != nil {
+		if err := s.forwardBody(typ, body); err != nil {
 			return err
 		}
 	} else if err := s.forward(typ, n, r); err != nil {

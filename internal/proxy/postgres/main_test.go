@@ -218,6 +218,9 @@ const (
 	aliceToken = "gh1_aliceTokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	bobToken   = "gh1_bobTokenBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 	aliceUser  = "alice@example.com"
+	// carol may do what alice may; the pooling tests need a second person.
+	carolToken = "gh1_carolTokenCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
+	carolUser  = "carol@example.com"
 )
 
 // authorizer knows two tokens: alice may impersonate every repository user, bob none.
@@ -261,6 +264,8 @@ func (a *authorizer) Authorize(_ context.Context, l proxy.Login) (*proxy.Grant, 
 	switch l.Token {
 	case aliceToken:
 		who = aliceUser
+	case carolToken:
+		who = carolUser
 	case bobToken:
 		return nil, proxy.Refuse(proxy.NotPermitted, "bob@example.com may not impersonate %s on repository %s", user, a.repo.Name)
 	default:
@@ -309,7 +314,13 @@ type proxyOptions struct {
 	plaintext bool // AllowPlaintextPasswords
 	noTLS     bool // no client-side TLS at all
 	auditor   proxy.Auditor
+	// pool configures upstream session pooling; the zero value means poolDefault, so every
+	// test runs with pooling on unless it says otherwise (Idle < 0 turns it off).
+	pool postgres.PoolConfig
 }
+
+// poolDefault is the pooling the engine tests run with.
+var poolDefault = postgres.PoolConfig{Idle: 4}
 
 type sidecar struct {
 	engine *postgres.Engine
@@ -331,6 +342,9 @@ func startProxy(t *testing.T, o proxyOptions) *sidecar {
 	if o.database == "" {
 		o.database = "app"
 	}
+	if o.pool == (postgres.PoolConfig{}) {
+		o.pool = poolDefault
+	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	res, err := secret.New(secret.Config{
@@ -351,7 +365,7 @@ func startProxy(t *testing.T, o proxyOptions) *sidecar {
 	}}
 	cfg := postgres.Config{
 		Port: port, Authorizer: auth, Credentials: res, Logger: logger,
-		AllowPlaintextPasswords: o.plaintext, Auditor: o.auditor,
+		AllowPlaintextPasswords: o.plaintext, Auditor: o.auditor, Pool: o.pool,
 		// Every repository host name resolves to the test server, so names not in its
 		// certificate can be tried.
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -134,8 +136,8 @@ func (s *session) clientToUpstream(ctx context.Context) error {
 			if err := writeHeader(up.w, typ, n); err != nil {
 				return err
 			}
-			if _, err := io.CopyN(up.w, s.cr, int64(n)); err != nil {
-				return unexpectedEOF(err)
+			if err := copyBody(up.w, s.cr, n); err != nil {
+				return err
 			}
 		}
 		if typ == 'X' {
@@ -157,6 +159,9 @@ func (s *session) upstreamToClient() error {
 		defer close(s.gov.upDone)
 	}
 	for {
+		if err := s.relayBuffered(); err != nil {
+			return err
+		}
 		typ, n, err := readHeader(up.r, maxMessageLen)
 		if err != nil {
 			return err
@@ -185,14 +190,119 @@ func (s *session) forward(typ byte, n int, r io.Reader) error {
 		s.broken = true
 		return err
 	}
-	if _, err := io.CopyN(s.cw, r, int64(n)); err != nil {
+	if err := copyBody(s.cw, r, n); err != nil {
 		s.broken = true
-		return unexpectedEOF(err)
+		return err
 	}
 	if s.upstream.r.Buffered() == 0 {
 		if err := s.cw.Flush(); err != nil {
 			s.broken = true
 			return err
+		}
+	}
+	return nil
+}
+
+// forwardBody is forward for a message whose body has been read already.
+func (s *session) forwardBody(typ byte, body []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.broken {
+		return errors.New("client stream closed")
+	}
+	s.bytesDown.Add(int64(len(body)) + 5)
+	if err := writeHeader(s.cw, typ, len(body)); err != nil {
+		s.broken = true
+		return err
+	}
+	if _, err := s.cw.Write(body); err != nil {
+		s.broken = true
+		return err
+	}
+	if s.upstream.r.Buffered() == 0 {
+		if err := s.cw.Flush(); err != nil {
+			s.broken = true
+			return err
+		}
+	}
+	return nil
+}
+
+// relayBuffered forwards, under one hold of the write lock and straight out of the read buffer,
+// the whole server messages already buffered that governance does not look at: every message
+// without an Auditor, DataRow and CopyData (the bulk of a result) with one. It stops at the first
+// other message, or one not wholly buffered, which the caller reads as usual.
+//
+// With an Auditor, nothing is relayed in bulk while the engine's own schema query is answered
+// (its DataRow is not the client's). The check is made after the buffered bytes were received, and
+// the loop never reads more: an answer to a schema query asked after the check cannot be among them.
+func (s *session) relayBuffered() error {
+	up := s.upstream
+	if up.r.Buffered() < 5 {
+		return nil
+	}
+	if s.gov != nil {
+		q := &s.q
+		q.mu.Lock()
+		internal := len(q.items) > 0 && q.items[0].kind == itemInternal
+		q.mu.Unlock()
+		if internal {
+			return nil
+		}
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.broken {
+		return errors.New("client stream closed")
+	}
+	sent := false
+	for up.r.Buffered() >= 5 {
+		hdr, _ := up.r.Peek(5)
+		if s.gov != nil && hdr[0] != 'D' && hdr[0] != 'd' {
+			break
+		}
+		l := int(binary.BigEndian.Uint32(hdr[1:]))
+		if l < 4 || l > maxMessageLen || l+1 > up.r.Buffered() {
+			break // readHeader reports bad framing; a partial message takes the usual path
+		}
+		msg, _ := up.r.Peek(l + 1)
+		if _, err := s.cw.Write(msg); err != nil {
+			s.broken = true
+			return err
+		}
+		up.r.Discard(l + 1)
+		s.bytesDown.Add(int64(l) + 1)
+		sent = true
+	}
+	if sent && up.r.Buffered() == 0 {
+		if err := s.cw.Flush(); err != nil {
+			s.broken = true
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBody copies a message body of n bytes from r to w. From a bufio.Reader it copies out of the
+// reader's buffer, without io.CopyN's allocation and extra copy.
+func copyBody(w *bufio.Writer, r io.Reader, n int) error {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		_, err := io.CopyN(w, r, int64(n))
+		return unexpectedEOF(err)
+	}
+	for n > 0 {
+		want := min(n, br.Size())
+		b, err := br.Peek(want)
+		if len(b) > 0 {
+			if _, werr := w.Write(b); werr != nil {
+				return werr
+			}
+			br.Discard(len(b))
+			n -= len(b)
+		}
+		if err != nil && len(b) < want {
+			return unexpectedEOF(err)
 		}
 	}
 	return nil

@@ -47,6 +47,7 @@ type session struct {
 	grant    *proxy.Grant
 	key      pgproto3.BackendKeyData // ours, given to the client
 	upstream *upstreamConn
+	cancels  int // cancel requests being forwarded to upstream; guarded by e.mu
 
 	relaying  atomic.Bool
 	reasonMu  sync.Mutex
@@ -144,6 +145,9 @@ func (s *session) run(ctx context.Context) {
 		attrs = append(attrs, "error", err)
 	}
 	s.logger.Info("session ended", attrs...)
+	if s.e.pool != nil {
+		s.releaseUpstream(ctx)
+	}
 }
 
 func (r endReason) String() string {

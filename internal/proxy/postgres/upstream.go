@@ -51,13 +51,22 @@ type credentialError struct{ err error }
 func (e *credentialError) Error() string { return e.err.Error() }
 func (e *credentialError) Unwrap() error { return e.err }
 
-// connectUpstream dials the target repository and authenticates as the repository user. When the
-// repository rejects the credential (28P01) it drops the cached credential and tries once more with
-// a fresh one: the password may have been rotated. On failure it returns the ErrorResponse to give
-// the client.
+// connectUpstream gives the session a connection to the target repository, authenticated as the
+// repository user: from the pool when pooling is on (pool.go), else a new one (connectNew). When the
+// repository rejects the credential (28P01) it drops the cached credential (and the repository
+// user's pooled connections) and tries once more with a fresh one: the password may have been
+// rotated. On failure it returns the ErrorResponse to give the client.
 func (s *session) connectUpstream(ctx context.Context) (*upstreamConn, *pgproto3.ErrorResponse) {
+	params := upstreamParams(s.startup.Params, s.grant.Target, s.grant.Identity)
+	if s.e.pool != nil {
+		return s.connectPooled(ctx, params)
+	}
+	return s.connectNew(ctx, params)
+}
+
+// connectNew opens a new upstream connection with params, retrying once with a fresh credential.
+func (s *session) connectNew(ctx context.Context, params map[string]string) (*upstreamConn, *pgproto3.ErrorResponse) {
 	t := s.grant.Target
-	params := upstreamParams(s.startup.Params, t, s.grant.Identity)
 	for retried := false; ; retried = true {
 		up, cred, err := s.attemptUpstream(ctx, params)
 		if err == nil {
@@ -68,6 +77,7 @@ func (s *session) connectUpstream(ctx context.Context) (*upstreamConn, *pgproto3
 			s.logger.Warn("repository rejected the credential; fetching it again", "repository", t.Repository.Name,
 				"repository_user", t.User.Username, "secret_ref", t.User.Secret.String())
 			s.e.cfg.Credentials.Invalidate(t)
+			s.e.pool.drop(t)
 			continue
 		}
 		return nil, s.upstreamErrorResponse(err, cred)

@@ -109,16 +109,22 @@ func (e *protocolVersionError) Error() string {
 }
 
 // readHeader reads a regular message's type byte and body length.
+// It reads in place (Peek), as io.ReadFull into a local array would allocate it.
 func readHeader(r *bufio.Reader, limit int) (typ byte, n int, err error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	hdr, err := r.Peek(5)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return 0, 0, err
 	}
+	typ = hdr[0]
 	l := int64(binary.BigEndian.Uint32(hdr[1:]))
 	if l < 4 || l-4 > int64(limit) {
-		return 0, 0, fmt.Errorf("invalid length %d for message type %q", l, hdr[0])
+		return 0, 0, fmt.Errorf("invalid length %d for message type %q", l, typ)
 	}
-	return hdr[0], int(l - 4), nil
+	r.Discard(5)
+	return typ, int(l - 4), nil
 }
 
 // readMessage reads one whole regular message of at most limit body bytes.
@@ -146,11 +152,11 @@ func decodePassword(typ byte, body []byte) (string, error) {
 	return m.Password, nil
 }
 
-func writeHeader(w io.Writer, typ byte, n int) error {
-	var hdr [5]byte
-	hdr[0] = typ
-	binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
-	_, err := w.Write(hdr[:])
+// writeHeader writes a message's type byte and length, into w's buffer (no allocation).
+func writeHeader(w *bufio.Writer, typ byte, n int) error {
+	b := append(w.AvailableBuffer(), typ)
+	b = binary.BigEndian.AppendUint32(b, uint32(n+4))
+	_, err := w.Write(b)
 	return err
 }
 
