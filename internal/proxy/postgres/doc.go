@@ -41,6 +41,11 @@
 // the upstream backend's real key is sent to the repository on a new connection. A forged key
 // cancels nothing and, as with PostgreSQL, gets no answer.
 //
+// With Config.Pool, the upstream connection of a session that ended cleanly (Terminate after a
+// whole request, outside a transaction) is reset with DISCARD ALL and kept for the next session of
+// the same repository user, database and startup parameters, which skips the dial and the
+// authentication above and gets the connection's parameters and a key of its own (pool.go).
+//
 // Refusals are FATAL ErrorResponses: token invalid/expired/revoked → 28P01; not permitted, unknown
 // repository user, token over plain TCP → 28000; control plane unreachable → 08006; repository
 // unreachable or TLS verification failure → 08001 with the reason; errors from the repository are
