@@ -260,8 +260,12 @@ func (f *secretsFixture) sidecar(t *testing.T, env []string, args ...string) *si
 	f.mu.Lock()
 	f.dataDirs = append(f.dataDirs, dataDir)
 	f.mu.Unlock()
+	// Upstream pooling is off: these tests are about the credential each new upstream connection
+	// fetches, and pooling would hand later sessions a warm connection without a fetch (pooling
+	// itself is tested in internal/proxy/postgres). The fake RDS upstream is not a full PostgreSQL
+	// either: it cannot answer a pooled checkout's SET application_name.
 	args = append([]string{"--data-dir", dataDir, "--aws-endpoint", f.aws.URL(), "--azure-authority-host", f.azure.AuthorityHost(),
-		"--azure-disable-challenge-resource-verification"}, args...)
+		"--azure-disable-challenge-resource-verification", "--upstream-pool-idle", "0"}, args...)
 	p := startSidecar(t, f.cp.URL, f.id, f.priv, env, args...)
 	f.mu.Lock()
 	f.sidecars = append(f.sidecars, p)

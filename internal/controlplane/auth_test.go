@@ -16,6 +16,7 @@ var forConsumers = map[string]bool{
 	"GET /api/v1/connections": true,
 	// Single sign-on: public, the steps of signing in.
 	"GET /api/v1/sso": true, "GET /api/v1/sso/login": true, "GET /api/v1/sso/callback": true, "POST /api/v1/sso/token": true,
+	"POST /api/v1/sso/device": true, "POST /api/v1/sso/device/poll": true,
 }
 
 func TestAuthentication(t *testing.T) {
