@@ -19,6 +19,7 @@ import (
 	"github.com/gatehousedb/gatehouse/internal/api"
 	"github.com/gatehousedb/gatehouse/internal/auth"
 	"github.com/gatehousedb/gatehouse/internal/scim"
+	sqlmy "github.com/gatehousedb/gatehouse/internal/sqlparse/mysql"
 	sqlpg "github.com/gatehousedb/gatehouse/internal/sqlparse/postgres"
 	"github.com/gatehousedb/gatehouse/internal/store"
 	"github.com/gatehousedb/gatehouse/internal/web"
@@ -128,7 +129,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Store: st, Logger: cfg.Logger, PublicURL: url,
 		StaleAfter: cfg.InstanceStaleAfter, DisconnectedAfter: cfg.InstanceDisconnectedAfter,
 		OIDC: cfg.OIDC, DisableLocalLogin: cfg.DisableLocalLogin,
-		Classifiers: map[gatehouse.DatabaseType]api.Classifier{gatehouse.PostgreSQL: (&sqlpg.Cache{}).Classify},
+		Classifiers: map[gatehouse.DatabaseType]api.Classifier{
+			gatehouse.PostgreSQL: sqlpg.NewCache().Classify,
+			gatehouse.MySQL:      sqlmy.NewCache().Classify,
+		},
 	})
 	if err != nil {
 		ln.Close()

@@ -39,8 +39,8 @@ const instanceFile = "instance_id"
 type auditor struct {
 	spool  *activity.Spool
 	lock   *os.File // flock on the data directory
-	pg     *sqlpg.Cache
-	my     *sqlmy.Cache
+	pg     *policy.Cache
+	my     *policy.Cache
 	sets   atomic.Pointer[policySets]
 	logger *slog.Logger
 	now    func() time.Time
@@ -102,7 +102,7 @@ func openAuditor(cfg Config, logger *slog.Logger) (*auditor, string, error) {
 		lock.Close()
 		return nil, "", err
 	}
-	a := &auditor{spool: spool, lock: lock, pg: &sqlpg.Cache{}, my: &sqlmy.Cache{}, logger: logger, now: time.Now}
+	a := &auditor{spool: spool, lock: lock, pg: sqlpg.NewCache(), my: sqlmy.NewCache(), logger: logger, now: time.Now}
 	a.sets.Store(&policySets{byRepo: map[string]*policy.Set{}})
 	return a, id, nil
 }
@@ -207,7 +207,7 @@ type session struct {
 	// recordParams is the repository's record_parameters as of the login: a change applies to
 	// sessions that start after the sidecar has synced it.
 	recordParams bool
-	prep         sqlpg.Prepared
+	prep         policy.Prepared
 	classify     func(sql string) ([]policy.Statement, error) // the repository's dialect, cached
 	endOnce      sync.Once
 }

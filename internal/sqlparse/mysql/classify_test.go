@@ -224,7 +224,7 @@ func TestClassifyWithPolicy(t *testing.T) {
 }
 
 func TestPrepared(t *testing.T) {
-	var p mysql.Prepared
+	var p policy.Prepared
 	classify := func(sql string) policy.Statement {
 		t.Helper()
 		sts, err := mysql.Classify(sql)
@@ -257,7 +257,7 @@ func TestPrepared(t *testing.T) {
 }
 
 func TestCache(t *testing.T) {
-	var c mysql.Cache
+	c := mysql.NewCache()
 	a, err := c.Classify("SELECT * FROM orders")
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +269,7 @@ func TestCache(t *testing.T) {
 	if c.Len() != 1 {
 		t.Errorf("Len = %d", c.Len())
 	}
-	small := mysql.Cache{MaxBytes: 4000}
+	small := policy.Cache{Classifier: mysql.Classify, MaxBytes: 4000}
 	for i := 0; i < 100; i++ {
 		if _, err := small.Classify("SELECT " + strings.Repeat("x,", i) + "1 FROM t"); err != nil {
 			t.Fatal(err)
@@ -278,7 +278,7 @@ func TestCache(t *testing.T) {
 	if n := small.Len(); n == 0 || n >= 100 {
 		t.Errorf("bounded cache holds %d entries", n)
 	}
-	long := mysql.Cache{MaxText: 10}
+	long := policy.Cache{Classifier: mysql.Classify, MaxText: 10}
 	long.Classify("SELECT 1 + 1 + 1")
 	if long.Len() != 0 {
 		t.Error("cache kept a text longer than MaxText")

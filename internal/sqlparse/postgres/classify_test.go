@@ -200,7 +200,7 @@ func TestClassifyWithPolicy(t *testing.T) {
 }
 
 func TestPrepared(t *testing.T) {
-	var p postgres.Prepared
+	var p policy.Prepared
 	classify := func(sql string) policy.Statement {
 		t.Helper()
 		sts, err := postgres.Classify(sql)
@@ -234,7 +234,7 @@ func TestPrepared(t *testing.T) {
 }
 
 func TestCache(t *testing.T) {
-	var c postgres.Cache
+	c := postgres.NewCache()
 	a, err := c.Classify("SELECT * FROM orders")
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func TestCache(t *testing.T) {
 		t.Errorf("Len = %d", c.Len())
 	}
 
-	small := postgres.Cache{MaxBytes: 4000}
+	small := policy.Cache{Classifier: postgres.Classify, MaxBytes: 4000}
 	for i := 0; i < 100; i++ {
 		if _, err := small.Classify("SELECT " + strings.Repeat("x,", i) + "1 FROM t"); err != nil {
 			t.Fatal(err)
@@ -257,7 +257,7 @@ func TestCache(t *testing.T) {
 		t.Errorf("bounded cache holds %d entries", n)
 	}
 
-	long := postgres.Cache{MaxText: 10}
+	long := policy.Cache{Classifier: postgres.Classify, MaxText: 10}
 	long.Classify("SELECT 1 + 1 + 1")
 	if long.Len() != 0 {
 		t.Error("cache kept a text longer than MaxText")
@@ -321,7 +321,7 @@ func BenchmarkClassifyUncached(b *testing.B) {
 
 func BenchmarkClassifyCached(b *testing.B) {
 	const q = "SELECT o.id, o.total, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status = $1 ORDER BY o.created_at DESC LIMIT 50"
-	var c postgres.Cache
+	c := postgres.NewCache()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
