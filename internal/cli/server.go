@@ -20,7 +20,7 @@ func newServerCmd(e *env) *cobra.Command {
 	var oidc oidcFlags
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run the control plane: API, store and (later) web console",
+		Short: "Run the control plane: API, web console, store, SSO and SCIM",
 		Long: `Run the Gatehouse control plane.
 
 On first start it creates the administrator "admin". Its password is taken from

@@ -63,7 +63,7 @@ func (f *userFlags) apply(e *env, cmd *cobra.Command, b *userBody) error {
 }
 
 func newUserCmd(e *env) *cobra.Command {
-	cmd := group("user", "Manage Gatehouse users (local for now; SSO and SCIM fill them later)",
+	cmd := group("user", "Manage Gatehouse users (local ones; SSO sign-in and SCIM create them too)",
 		userCreateCmd(e), userGetCmd(e), userUpdateCmd(e), userDeleteCmd(e), userListCmd(e))
 	cmd.Aliases = []string{"users"}
 	return cmd
