@@ -70,7 +70,7 @@ const (
 	// maxDeferred bounds the records Defer holds in memory: past it, Defer writes them itself.
 	maxDeferred = 1 << 14
 	// maxTail bounds the copy of the active segment's latest bytes kept for the shipper.
-	maxTail = 4 << 20
+	maxTail = 8 << 20
 )
 
 // Config configures a Spool. Zero values mean the defaults.
@@ -403,7 +403,8 @@ func (s *Spool) Append(ctx context.Context, r *Record) error {
 }
 
 // AppendAll appends records in order, as Append does each, with one write and (SyncAlways) one
-// sync for them all. On error, none of them is written.
+// sync for them all. On error, the records before the failing one may have been written; the
+// caller must not act as if any was (a statement is refused).
 func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -421,7 +422,10 @@ func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
 	for _, r := range rs {
 		i, err := s.appendLocked(r)
 		if err != nil {
-			s.dropPend()
+			// Deferred records and those before r are sealed and in the chain: write them.
+			if ferr := s.flushPend(); ferr != nil {
+				s.deferFailed(ferr)
+			}
 			return err
 		}
 		idx = i
@@ -633,11 +637,7 @@ func (s *Spool) flushPend() error {
 		s.dropPend()
 		return fmt.Errorf("write activity record: %w", err)
 	}
-	if len(s.tail)+len(s.pend) > maxTail {
-		s.tail, s.tailFrom = nil, sg.size
-	} else {
-		s.tail = append(s.tail, s.pend...)
-	}
+	s.extendTail(sg.size)
 	s.pend = s.pend[:0]
 	if s.cfg.Sync == SyncOS {
 		sg.stable = sg.size
@@ -647,6 +647,26 @@ func (s *Spool) flushPend() error {
 	}
 	s.notifyChanged()
 	return nil
+}
+
+// extendTail adds pend, just written, to the tail; size is the active segment's size after it.
+// A full tail drops what the shipper has had acknowledged; if that is not enough (the shipper is
+// far behind and reads the file anyway), it starts again after pend. The tail's buffer is never
+// written where a slice handed out may still look: it is replaced, not reused.
+func (s *Spool) extendTail(size int64) {
+	if len(s.tail)+len(s.pend) > cap(s.tail) {
+		var keep []byte
+		if s.acked.Segment == s.tailSeg && s.acked.Offset > s.tailFrom && s.acked.Offset <= s.tailFrom+int64(len(s.tail)) {
+			keep = s.tail[s.acked.Offset-s.tailFrom:]
+		}
+		if len(keep)+len(s.pend) > maxTail {
+			s.tail, s.tailFrom = make([]byte, 0, maxTail), size
+			return
+		}
+		from := size - int64(len(s.pend)) - int64(len(keep))
+		s.tail, s.tailFrom = append(make([]byte, 0, maxTail), keep...), from
+	}
+	s.tail = append(s.tail, s.pend...)
 }
 
 // dropPend undoes the records sealed into pend but not written.
