@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin/gatehouse
 DATA_DIR ?= ./gatehouse-data
-TEST_FLAGS ?= -race -timeout 25m
+TEST_FLAGS ?= -race -count=1 -timeout 25m
 
 .PHONY: all build quickstart test deps test-deps vet clean bench
 
