@@ -15,5 +15,7 @@
 // Offline behaviour (DESIGN.md): when the control plane is unreachable the last snapshot stays in
 // force, so existing tokens keep working until they expire; a token the snapshot does not know is
 // refused with proxy.ControlPlaneDown; the sync loop retries with capped exponential backoff and
-// jitter and never gives up. The snapshot lives only in memory: nothing is written to disk.
+// jitter and never gives up. The snapshot and every credential live only in memory; the data
+// directory holds only the activity spool (statements and identities, never secrets) and the
+// instance ID.
 package sidecar
