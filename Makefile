@@ -26,7 +26,7 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 test: test-deps vet
-	$(GO) test $(TEST_FLAGS) ./...
+	GO=$(GO) ./scripts/test.sh $(TEST_FLAGS)
 
 clean:
 	rm -rf bin

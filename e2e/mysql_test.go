@@ -211,7 +211,7 @@ func TestMySQLThroughSidecar(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.alice.MustRun("token", "revoke", tok2.ID)
-		waitUntil(t, 3*time.Second, "live session of the revoked token ended", func() bool {
+		waitUntil(t, 20*time.Second, "live session of the revoked token ended", func() bool {
 			var n int
 			return conn.QueryRowContext(ctx, "SELECT 1").Scan(&n) != nil
 		})

@@ -42,7 +42,7 @@ func TestPolicyEnforcement(t *testing.T) {
 		"--rule", "effect=allow;objects=*;operations=select,insert,update,delete,ddl,copy,utility,function",
 		"--rule", "effect=deny;users=alice@example.com;objects=public.salaries.salary;operations=select",
 		"--rule", "effect=deny;objects=public.audit_log;operations=insert,update,delete")
-	waitUntil(t, 5*time.Second, "policy in force on the sidecar", func() bool {
+	waitUntil(t, 20*time.Second, "policy in force on the sidecar", func() bool {
 		_, err := conn.Exec(ctx, "select salary from salaries")
 		return sqlstate(err) == "42501"
 	})
@@ -121,14 +121,14 @@ func TestPolicyEnforcement(t *testing.T) {
 			t.Errorf("unparseable statement without allow_unsupported_queries: %v; want 42501", err)
 		}
 		f.admin.MustRun("sidecar", "update", f.id, "--allow-unsupported-queries", "--yes")
-		waitUntil(t, 5*time.Second, "unsupported statements reach the database", func() bool {
+		waitUntil(t, 20*time.Second, "unsupported statements reach the database", func() bool {
 			_, err := conn.Exec(ctx, "selec 1", pgx.QueryExecModeSimpleProtocol)
 			return sqlstate(err) == "42601" // PostgreSQL's own syntax error
 		})
 	})
 	t.Run("monitor mode", func(t *testing.T) {
 		f.admin.MustRun("policy", "access", "update", "salaries", "--mode", "monitor")
-		waitUntil(t, 5*time.Second, "monitor mode in force", func() bool {
+		waitUntil(t, 20*time.Second, "monitor mode in force", func() bool {
 			_, err := conn.Exec(ctx, "select salary from salaries")
 			return err == nil
 		})

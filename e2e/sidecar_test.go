@@ -227,7 +227,7 @@ func TestSidecarAuthentication(t *testing.T) {
 			t.Errorf("%s: body %s; want the generic message only", tc.name, body)
 		}
 	}
-	waitUntil(t, 5*time.Second, "refusal reasons in the control plane's log", func() bool {
+	waitUntil(t, 20*time.Second, "refusal reasons in the control plane's log", func() bool {
 		out := cp.Output()
 		for _, tc := range cases {
 			if !strings.Contains(out, tc.logReason) {
@@ -289,7 +289,7 @@ func TestSidecarInstancesAndListeners(t *testing.T) {
 		return listening("127.0.0.1", port) && listening("127.0.0.2", port)
 	})
 	t.Logf("port open on both instances after %s", time.Since(start).Round(time.Millisecond))
-	waitUntil(t, 3*time.Second, "instances report the port", func() bool {
+	waitUntil(t, 20*time.Second, "instances report the port", func() bool {
 		for _, in := range instances(t, admin, id) {
 			if len(in.Ports) != 1 || in.Ports[0] != port || in.ConfigVersion == 0 {
 				return false
@@ -320,8 +320,8 @@ func TestSidecarInstancesAndListeners(t *testing.T) {
 		}
 		return
 	}
-	waitUntil(t, 5*time.Second, "killed instance stale", func() bool { h, s, _ := status(); return h == 1 && s == 1 })
-	waitUntil(t, 8*time.Second, "killed instance disconnected", func() bool { h, _, d := status(); return h == 1 && d == 1 })
+	waitUntil(t, 20*time.Second, "killed instance stale", func() bool { h, s, _ := status(); return h == 1 && s == 1 })
+	waitUntil(t, 20*time.Second, "killed instance disconnected", func() bool { h, _, d := status(); return h == 1 && d == 1 })
 	if !a.running() {
 		t.Fatalf("instance a exited:\n%s", a.out)
 	}
@@ -455,7 +455,7 @@ func TestSidecarRevocation(t *testing.T) {
 		return true
 	})
 	t.Logf("revoked token refused after %s", time.Since(start).Round(time.Millisecond))
-	waitUntil(t, 3*time.Second, "live session of the revoked token ended", func() bool {
+	waitUntil(t, 20*time.Second, "live session of the revoked token ended", func() bool {
 		var n int
 		return live.QueryRow(ctx, "SELECT 1").Scan(&n) != nil
 	})
@@ -467,7 +467,7 @@ func TestSidecarOutage(t *testing.T) {
 	sc := f.startSidecar(t, f.priv)
 	tok := f.token(t)
 	waitUntil(t, 10*time.Second, "listener port open", func() bool { return listening("127.0.0.1", f.port) })
-	waitUntil(t, 5*time.Second, "token synced", func() bool {
+	waitUntil(t, 20*time.Second, "token synced", func() bool {
 		for _, in := range instances(t, f.admin, f.id) {
 			if in.ConfigVersion > 0 {
 				return true

@@ -450,7 +450,7 @@ func TestSSOEndToEnd(t *testing.T) {
 		t.Fatalf("SCIM remove member: %d", code)
 	}
 	start := time.Now()
-	waitUntil(t, 5*time.Second, "live session ended after the group membership went", func() bool {
+	waitUntil(t, 20*time.Second, "live session ended after the group membership went", func() bool {
 		var n int
 		return live.QueryRow(ctx, "SELECT 1").Scan(&n) != nil
 	})
@@ -466,7 +466,7 @@ func TestSSOEndToEnd(t *testing.T) {
 		"Operations":[{"op":"Add","path":"members","value":[{"value":"alice@example.com"}]}]}`, nil); code != http.StatusOK {
 		t.Fatalf("SCIM add member: %d", code)
 	}
-	waitUntil(t, 5*time.Second, "connect again with the group back", func() bool {
+	waitUntil(t, 20*time.Second, "connect again with the group back", func() bool {
 		c, err := connect()
 		if err != nil {
 			return false
@@ -480,7 +480,7 @@ func TestSSOEndToEnd(t *testing.T) {
 		t.Fatalf("SCIM deactivate: %d %v", code, patched)
 	}
 	start = time.Now()
-	waitUntil(t, 5*time.Second, "live session ended after deactivation", func() bool {
+	waitUntil(t, 20*time.Second, "live session ended after deactivation", func() bool {
 		var n int
 		return live.QueryRow(ctx, "SELECT 1").Scan(&n) != nil
 	})

@@ -364,7 +364,7 @@ func TestWebRegistrationWorkflow(t *testing.T) {
 		click("#confirm-ok", ".flash"))
 	b.wantText("#tokens", "revoked")
 	b.shot("tokens-revoked")
-	waitUntil(t, 5*time.Second, "revoked token refused by psql", func() bool {
+	waitUntil(t, 20*time.Second, "revoked token refused by psql", func() bool {
 		cmd := exec.Command("sh", "-c", psql+" -tA -c 'SELECT 1'")
 		cmd.Env = append(baseEnv(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=5")
 		return cmd.Run() != nil
