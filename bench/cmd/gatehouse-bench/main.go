@@ -21,7 +21,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -39,7 +41,15 @@ type config struct {
 	sidecarPort         int
 	bouncerPort         int
 	pgMajor             string
+	only                map[string]bool // workload groups to run; empty: all
+	cpNice              int             // niceness of the control plane process
 }
+
+// workloadGroups are the names -only accepts.
+var workloadGroups = []string{"select", "connect", "rows", "storm", "idle"}
+
+// selected reports whether a workload group is to run.
+func (c config) selected(group string) bool { return len(c.only) == 0 || c.only[group] }
 
 func main() {
 	var cfg config
@@ -53,7 +63,24 @@ func main() {
 	flag.IntVar(&cfg.stormConns, "storm", 500, "simultaneous connects")
 	flag.StringVar(&cfg.out, "out", "bench/out", "output directory")
 	flag.StringVar(&cfg.binary, "binary", os.Getenv("BENCH_BINARY"), "gatehouse binary to benchmark (BENCH_BINARY; default: build ./cmd/gatehouse into the output directory)")
+	only := flag.String("only", os.Getenv("ONLY"), "comma-separated workload groups to run (ONLY): "+strings.Join(workloadGroups, ", ")+"; default all")
+	flag.IntVar(&cfg.cpNice, "cp-nice", 10, "niceness of the control plane process (it is not on the data path; in production it runs elsewhere); 0 runs it at normal priority")
 	flag.Parse()
+	if *only != "" {
+		cfg.only = map[string]bool{}
+		for _, g := range strings.Split(*only, ",") {
+			g = strings.TrimSpace(g)
+			if !slices.Contains(workloadGroups, g) {
+				fmt.Fprintf(os.Stderr, "gatehouse-bench: -only: unknown workload group %q; use %s\n", g, strings.Join(workloadGroups, ", "))
+				os.Exit(2)
+			}
+			cfg.only[g] = true
+		}
+	}
+	if cfg.cpNice < 0 || cfg.cpNice > 19 {
+		fmt.Fprintf(os.Stderr, "gatehouse-bench: -cp-nice must be between 0 and 19, not %d\n", cfg.cpNice)
+		os.Exit(2)
+	}
 	if cfg.runs == 0 {
 		cfg.runs = 3
 	}
@@ -179,6 +206,9 @@ func (r *runner) all(ctx context.Context) error {
 	for round := 0; round < r.cfg.runs; round++ {
 		say("round %d of %d", round+1, r.cfg.runs)
 		for _, mode := range []string{"simple", "extended", "prepared"} {
+			if !r.cfg.selected("select") {
+				break
+			}
 			for _, clients := range []int{1, 8, 32} {
 				w := pgbenchWorkload{mode: mode, clients: clients}
 				for _, t := range rotate(targets, round) {
@@ -193,6 +223,9 @@ func (r *runner) all(ctx context.Context) error {
 		}
 		w := pgbenchWorkload{mode: "simple", clients: 8, connect: true}
 		for _, t := range rotate(targets, round) {
+			if !r.cfg.selected("connect") {
+				break
+			}
 			rr, err := r.pgbench(ctx, t, w)
 			if err != nil {
 				return r.fail(t, err)
@@ -201,6 +234,9 @@ func (r *runner) all(ctx context.Context) error {
 			r.add(t, w.name(), w.clients, rr)
 		}
 		for _, useCopy := range []bool{false, true} {
+			if !r.cfg.selected("rows") {
+				break
+			}
 			name := "1M-row SELECT"
 			if useCopy {
 				name = "1M-row COPY TO STDOUT"
@@ -215,6 +251,9 @@ func (r *runner) all(ctx context.Context) error {
 			}
 		}
 		for _, t := range rotate(targets, round) {
+			if !r.cfg.selected("storm") {
+				break
+			}
 			rr, err := r.storm(ctx, t, r.cfg.stormConns, round)
 			if err != nil {
 				return r.fail(t, fmt.Errorf("storm: %w", err))
@@ -223,7 +262,7 @@ func (r *runner) all(ctx context.Context) error {
 			r.add(t, "simultaneous connects", r.cfg.stormConns, rr)
 			r.waitBackends(ctx, 50, 30*time.Second)
 		}
-		if round == 0 {
+		if round == 0 && r.cfg.selected("idle") {
 			// Memory and descriptors per idle connection barely vary between rounds: measured once.
 			for _, t := range targets[1:] {
 				rr, err := r.idle(ctx, t, r.cfg.idleConns)

@@ -147,6 +147,18 @@ func newReport(e *env, results []result, took time.Duration) *report {
 	} else {
 		mode += ", not pinned"
 	}
+	if len(e.cfg.only) > 0 {
+		var groups []string
+		for _, g := range workloadGroups {
+			if e.cfg.only[g] {
+				groups = append(groups, g)
+			}
+		}
+		mode += "; only " + strings.Join(groups, ", ")
+	}
+	if e.cfg.cpNice > 0 {
+		mode += fmt.Sprintf("; control plane at nice %d", e.cfg.cpNice)
+	}
 	rep := &report{
 		Generated: time.Now().UTC().Format(time.RFC3339),
 		Mode:      mode,
