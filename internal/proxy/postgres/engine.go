@@ -58,7 +58,11 @@ type Engine struct {
 	cfg    Config
 	logger *slog.Logger
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
-	pool   *pool // nil: pooling off
+	pool   *pool      // nil: pooling off
+	bufs   *sync.Pool // relay buffers (buffer.go)
+
+	tlsMu      sync.Mutex
+	tlsConfigs map[string]upstreamTLSConfig // by repository name
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -98,6 +102,9 @@ func New(cfg Config) (*Engine, error) {
 		dial:     dial,
 		sessions: map[*session]struct{}{},
 		byPID:    map[uint32]*session{},
+		bufs:     newBufferPool(),
+
+		tlsConfigs: map[string]upstreamTLSConfig{},
 	}
 	if cfg.Pool.Idle > 0 {
 		e.pool = newPool(cfg.Pool)

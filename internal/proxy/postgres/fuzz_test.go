@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"strings"
@@ -43,7 +42,7 @@ func FuzzAuthMessage(f *testing.F) {
 	f.Add(mustEncode(f, &pgproto3.PasswordMessage{Password: "gh1_token"}))
 	f.Add(mustEncode(f, &pgproto3.Query{String: "select 1"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		typ, body, err := readMessage(bufio.NewReader(bytes.NewReader(data)), maxAuthMessageLen)
+		typ, body, err := readMessage(newConnReader(bytes.NewReader(data), newBufferPool()), maxAuthMessageLen)
 		if err != nil {
 			return
 		}

@@ -110,6 +110,24 @@ func newGovernor(aud proxy.StatementAuditor) *governor {
 	}
 }
 
+// bodyBuffer returns a buffer for a message body of n bytes that governance reads whole. A short
+// one is *own, kept and grown up to idleReadSize; a longer one is borrowed from the pool (the
+// caller puts it back once nothing refers to it), or allocated beyond bufferSize. So an idle
+// session does not keep a buffer the size of the longest statement it ever sent.
+func (e *Engine) bodyBuffer(own *[]byte, n int) (body []byte, borrowed *buffer) {
+	switch {
+	case n <= idleReadSize:
+		if cap(*own) < n {
+			*own = make([]byte, min(max(n, 2*cap(*own)), idleReadSize))
+		}
+		return (*own)[:n], nil
+	case n <= bufferSize:
+		b := e.bufs.Get().(*buffer)
+		return b[:n], b
+	}
+	return make([]byte, n), nil
+}
+
 // governed reports whether a client message type takes part in governance.
 func governed(typ byte) bool {
 	switch typ {
@@ -133,10 +151,10 @@ func cstr(b []byte) ([]byte, []byte, error) {
 func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 	g := s.gov
 	up := s.upstream
-	if cap(g.buf) < n {
-		g.buf = make([]byte, n)
+	body, borrowed := s.e.bodyBuffer(&g.buf, n)
+	if borrowed != nil {
+		defer s.e.bufs.Put(borrowed)
 	}
-	body := g.buf[:n]
 	if _, err := io.ReadFull(s.cr, body); err != nil {
 		return unexpectedEOF(err)
 	}
@@ -471,7 +489,7 @@ func (s *session) refreshSchema(ctx context.Context) error {
 
 // serverMessage reads one server message whose header has been read and forwards it to the client,
 // completing statements on the way.
-func (s *session) serverMessage(typ byte, n int, r io.Reader) error {
+func (s *session) serverMessage(typ byte, n int, r *connReader) error {
 	q := &s.q
 	q.mu.Lock()
 	internal := len(q.items) > 0 && q.items[0].kind == itemInternal
@@ -486,10 +504,11 @@ func (s *session) serverMessage(typ byte, n int, r io.Reader) error {
 	}
 	var body []byte
 	if typ == 'C' || typ == 'E' || typ == 'Z' {
-		if cap(s.sbuf) < n {
-			s.sbuf = make([]byte, n)
+		var borrowed *buffer
+		body, borrowed = s.e.bodyBuffer(&s.sbuf, n)
+		if borrowed != nil {
+			defer s.e.bufs.Put(borrowed)
 		}
-		body = s.sbuf[:n]
 		if _, err := io.ReadFull(r, body); err != nil {
 			return unexpectedEOF(err)
 		}
@@ -598,11 +617,11 @@ func (s *session) observe(typ byte, body []byte) error {
 }
 
 // internalMessage consumes the answer to the engine's own schema query.
-func (s *session) internalMessage(typ byte, n int, r io.Reader) error {
-	if cap(s.sbuf) < n {
-		s.sbuf = make([]byte, n)
+func (s *session) internalMessage(typ byte, n int, r *connReader) error {
+	body, borrowed := s.e.bodyBuffer(&s.sbuf, n)
+	if borrowed != nil {
+		defer s.e.bufs.Put(borrowed)
 	}
-	body := s.sbuf[:n]
 	if _, err := io.ReadFull(r, body); err != nil {
 		return unexpectedEOF(err)
 	}

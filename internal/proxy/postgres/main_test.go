@@ -55,6 +55,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if os.Getenv(idleClientsEnv) != "" {
+		return idleClients() // a child process of BenchmarkIdleSessionMemory
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "gatehouse-pgproxy-")
@@ -89,7 +92,8 @@ func run(m *testing.M) int {
 		HBA: hba,
 		Settings: map[string]string{
 			"ssl": "on", "ssl_cert_file": certFile, "ssl_key_file": keyFile,
-			"max_connections": "60",
+			// BenchmarkIdleSessionMemory holds idleBenchConns sessions open at once.
+			"max_connections": "260",
 		},
 	})
 	if err != nil {
@@ -317,6 +321,8 @@ type proxyOptions struct {
 	// pool configures upstream session pooling; the zero value means poolDefault, so every
 	// test runs with pooling on unless it says otherwise (Idle < 0 turns it off).
 	pool postgres.PoolConfig
+	// logger replaces the test log collector (which keeps every line in memory).
+	logger *slog.Logger
 }
 
 // poolDefault is the pooling the engine tests run with.
@@ -330,7 +336,7 @@ type sidecar struct {
 }
 
 // startProxy runs an engine on a loopback listener for the test, in front of srv.
-func startProxy(t *testing.T, o proxyOptions) *sidecar {
+func startProxy(t testing.TB, o proxyOptions) *sidecar {
 	t.Helper()
 	if o.tlsMode == "" {
 		o.tlsMode = gatehouse.TLSVerifyFull
@@ -347,6 +353,9 @@ func startProxy(t *testing.T, o proxyOptions) *sidecar {
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.logger != nil {
+		logger = o.logger
+	}
 	res, err := secret.New(secret.Config{
 		Sources: map[gatehouse.SecretSource]secret.Source{gatehouse.SourceEnv: env.Source{}},
 		Logger:  logger,

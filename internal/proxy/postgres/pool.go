@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -97,8 +96,8 @@ type idleConn struct {
 	key       poolKey
 	gen       uint64 // the repository user's pool generation when it was dialed
 	conn      net.Conn
-	r         *bufio.Reader
-	w         *bufio.Writer
+	r         *connReader
+	w         *connWriter
 	tls       bool
 	database  string
 	backend   pgproto3.BackendKeyData // the upstream's real key, for cancels
@@ -493,17 +492,17 @@ func (s *session) connectPooled(ctx context.Context, params map[string]string) (
 	for {
 		ic, done, gen, err := p.get(ctx, k)
 		if err != nil {
-			s.logger.Warn("no upstream connection slot came free", "repository", t.Repository.Name, "error", err)
+			s.log().Warn("no upstream connection slot came free", "repository", t.Repository.Name, "error", err)
 			return nil, fatalResponse(codeCannotConnect, fmt.Sprintf(
 				"repository %s: too many connections being opened at once; try again", t.Repository.Name))
 		}
 		if ic != nil {
 			if err := ic.activate(ctx, app); err != nil {
-				s.logger.Debug("pooled upstream connection unusable; trying another", "error", err)
+				s.log().Debug("pooled upstream connection unusable; trying another", "error", err)
 				ic.close()
 				continue
 			}
-			s.logger.Debug("pooled upstream connection reused")
+			s.log().Debug("pooled upstream connection reused")
 			return s.adopt(ic, nil), nil
 		}
 		up, errResp := s.connectNew(ctx, params)
@@ -558,12 +557,12 @@ func (s *session) releaseUpstream(ctx context.Context) {
 	ic.r.Reset(ic.conn)
 	ic.w.Reset(ic.conn)
 	if err := ic.reset(context.WithoutCancel(ctx)); err != nil {
-		s.logger.Debug("upstream connection not pooled", "reason", err)
+		s.log().Debug("upstream connection not pooled", "reason", err)
 		ic.close()
 		return
 	}
 	if s.e.pool.put(ic) {
-		s.logger.Debug("upstream connection returned to the pool")
+		s.log().Debug("upstream connection returned to the pool")
 	}
 }
 

@@ -1,12 +1,12 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -16,57 +16,79 @@ const endWriteTimeout = 2 * time.Second
 // relay copies messages both ways until either side closes, the token expires, the grant is
 // revoked or the engine shuts down. Messages are copied whole and otherwise untouched; with an
 // Auditor, statement messages are governed on the way (govern.go).
+//
+// The client→upstream direction runs on the session's goroutine and the other on one of its own;
+// whichever stops first closes both connections, which stops the other. Nothing else waits: the
+// token's expiry is a timer and the engine's shutdown a context callback, each of which ends the
+// session through end and interrupt. Only a revocable grant needs a goroutine to wait for its
+// channel. An idle session is thus two (or three) parked goroutines and its buffers (buffer.go).
 func (s *session) relay(ctx context.Context) (endReason, error) {
-	s.relaying.Store(true)
 	s.client.SetDeadline(time.Time{})
-	up := s.upstream
-
-	errc := make(chan error, 2)
-	go func() { errc <- s.clientToUpstream(ctx) }()
-	go func() { errc <- s.upstreamToClient() }()
-
-	var expiry <-chan time.Time
+	s.relaying.Store(true)
 	if exp := s.grant.Identity.TokenExpiresAt; !exp.IsZero() {
-		t := time.NewTimer(time.Until(exp))
+		t := time.AfterFunc(time.Until(exp), func() { s.end(endExpired) })
 		defer t.Stop()
-		expiry = t.C
 	}
-	reason := endNone
-	var err error
-	select {
-	case err = <-errc:
-	case <-expiry:
-		reason = endExpired
-	case <-s.grant.Revoked: // nil: never
-		reason = endRevoked
-	case <-s.stop:
-		reason = s.endReason()
-		if reason == endNone {
-			reason = endShutdown
-		}
-	}
-	if reason == endNone {
-		select {
-		case <-s.stop:
-			if reason = s.endReason(); reason == endNone {
-				reason = endShutdown
+	if revoked := s.grant.Revoked; revoked != nil {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			select {
+			case <-revoked:
+				s.end(endRevoked)
+			case <-done:
 			}
-		default:
+		})
+		defer wg.Wait()
+		defer close(done)
+	}
+	if ctx.Err() != nil {
+		// Ended just before relaying was set: run's callback found it false and left the
+		// interrupting to us.
+		s.interrupt()
+	}
+
+	var (
+		mu    sync.Mutex
+		first error
+		set   bool
+	)
+	stop := func(err error) {
+		mu.Lock()
+		if !set {
+			first, set = err, true
 		}
+		mu.Unlock()
+		s.client.Close()
+		s.upstream.conn.Close()
 	}
-	if reason != endNone {
-		s.sendEnd(reason)
-	}
-	s.client.Close()
-	up.conn.Close()
-	if err == nil {
-		err = <-errc
-	}
-	<-errc
+	var wg sync.WaitGroup
+	wg.Go(func() { stop(s.upstreamToClient()) })
+	stop(s.clientToUpstream(ctx))
+	wg.Wait()
+	// Wait for an interrupt under way (its FATAL written or given up on); none can start after.
+	s.interruptOnce.Do(func() {})
+
+	err := first
 	if isEOF(err) || errors.Is(err, errClientTerminated) {
 		err = nil
 	}
-	return reason, err
+	return s.endReason(), err
+}
+
+// interrupt ends a relaying session from outside, for the reason given to end: it tells the
+// client why, between two messages, and closes both connections, which stops the relay. It runs
+// once, and not after the relay has stopped by itself.
+func (s *session) interrupt() {
+	s.interruptOnce.Do(func() {
+		r := s.endReason()
+		if r == endNone {
+			r = endShutdown
+		}
+		s.sendEnd(r)
+		s.client.Close()
+		s.upstream.conn.Close()
+	})
 }
 
 var errClientTerminated = errors.New("client sent Terminate")
@@ -179,7 +201,7 @@ func (s *session) upstreamToClient() error {
 
 // forward writes one server message, whose body is read from r, to the client. It flushes when
 // the upstream has nothing more buffered.
-func (s *session) forward(typ byte, n int, r io.Reader) error {
+func (s *session) forward(typ byte, n int, r *connReader) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.broken {
@@ -283,14 +305,8 @@ func (s *session) relayBuffered() error {
 	return nil
 }
 
-// copyBody copies a message body of n bytes from r to w. From a bufio.Reader it copies out of the
-// reader's buffer, without io.CopyN's allocation and extra copy.
-func copyBody(w *bufio.Writer, r io.Reader, n int) error {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		_, err := io.CopyN(w, r, int64(n))
-		return unexpectedEOF(err)
-	}
+// copyBody copies a message body of n bytes from r to w, out of r's buffer.
+func copyBody(w *connWriter, br *connReader, n int) error {
 	for n > 0 {
 		want := min(n, br.Size())
 		b, err := br.Peek(want)

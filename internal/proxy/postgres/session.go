@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,13 +32,13 @@ type session struct {
 	e          *Engine
 	client     net.Conn
 	clientAddr string
-	logger     *slog.Logger
+	started    bool // the handshake is done: log lines name the person and the session
 
 	// Client side. cw is written by the upstream→client relay and by end; wmu serialises them so
 	// a FATAL never lands inside another message.
-	cr     *bufio.Reader
+	cr     *connReader
 	wmu    sync.Mutex
-	cw     *bufio.Writer
+	cw     *connWriter
 	broken bool // a message to the client was cut short; no more may be written
 
 	secure   bool
@@ -49,19 +48,18 @@ type session struct {
 	upstream *upstreamConn
 	cancels  int // cancel requests being forwarded to upstream; guarded by e.mu
 
-	relaying  atomic.Bool
-	reasonMu  sync.Mutex
-	reason    endReason
-	stop      chan struct{}
-	stopOnce  sync.Once
-	cancel    context.CancelFunc // cancels the session's context
-	bytesUp   atomic.Int64
-	bytesDown atomic.Int64
+	relaying      atomic.Bool
+	reasonMu      sync.Mutex
+	reason        endReason
+	cancel        context.CancelFunc // cancels the session's context; run's callback then interrupts the relay
+	interruptOnce sync.Once
+	bytesUp       atomic.Int64
+	bytesDown     atomic.Int64
 
 	// Statement governance (govern.go); nil without an Auditor.
 	gov            *governor
 	q              respQueue
-	sbuf           []byte // server message bodies read for governance
+	sbuf           []byte // short server message bodies read for governance (bodyBuffer)
 	internalSchema string
 }
 
@@ -71,11 +69,22 @@ func newSession(e *Engine, conn net.Conn, cancel context.CancelFunc) *session {
 		e:          e,
 		client:     conn,
 		clientAddr: conn.RemoteAddr().String(),
-		logger:     e.logger.With("client_addr", conn.RemoteAddr().String()),
-		cr:         bufio.NewReaderSize(conn, 16<<10),
-		cw:         bufio.NewWriterSize(conn, 16<<10),
-		stop:       make(chan struct{}),
+		cr:         newConnReader(conn, e.bufs),
+		cw:         newConnWriter(conn, e.bufs),
 	}
+}
+
+// log returns the engine's logger with what is known of the session. It is made when something is
+// logged rather than kept: a session logs at its start and end, and a kept one would cost every
+// idle session its preformatted attributes.
+func (s *session) log() *slog.Logger {
+	l := s.e.logger.With("client_addr", s.clientAddr)
+	if s.started {
+		id, t := s.grant.Identity, s.grant.Target
+		l = l.With("user", id.User, "token_id", id.TokenID, "repository", t.Repository.Name,
+			"repository_user", t.User.Username, "session_id", s.key.ProcessID)
+	}
+	return l
 }
 
 // end asks the session to stop with a reason; the first reason wins.
@@ -85,10 +94,7 @@ func (s *session) end(r endReason) {
 		s.reason = r
 	}
 	s.reasonMu.Unlock()
-	s.stopOnce.Do(func() {
-		close(s.stop)
-		s.cancel()
-	})
+	s.cancel()
 }
 
 func (s *session) endReason() endReason {
@@ -101,17 +107,19 @@ func (s *session) run(ctx context.Context) {
 	// ctx is the session's own: it ends when the engine's caller cancels or when end is called.
 	stopWatch := context.AfterFunc(ctx, func() {
 		s.end(endShutdown)
-		if !s.relaying.Load() {
-			// Unblock a client handshake in progress; the relay ends itself with a FATAL.
+		if s.relaying.Load() {
+			s.interrupt()
+		} else {
+			// Unblock a client handshake in progress; the relay interrupts itself if it begins.
 			s.client.SetDeadline(time.Now())
 		}
 	})
 	defer stopWatch()
 
 	hctx, cancel := context.WithTimeout(ctx, s.e.cfg.HandshakeTimeout)
-	defer cancel()
 	s.client.SetDeadline(time.Now().Add(s.e.cfg.HandshakeTimeout))
 	ok := s.handshake(hctx)
+	cancel() // its timer is not to outlive the handshake
 	if !ok {
 		if s.upstream != nil {
 			s.upstream.conn.Close()
@@ -119,14 +127,19 @@ func (s *session) run(ctx context.Context) {
 		return
 	}
 	defer s.upstream.conn.Close()
+	s.startup = nil // its parameters are upstream's now; not to be kept while the session idles
 
-	id, t := s.grant.Identity, s.grant.Target
-	s.logger = s.logger.With("user", id.User, "token_id", id.TokenID, "repository", t.Repository.Name,
-		"repository_user", t.User.Username, "session_id", s.key.ProcessID)
-	s.logger.Info("session started", "database", s.upstream.database, "upstream_tls", s.upstream.tls)
+	s.started = true
+	s.log().Info("session started", "database", s.upstream.database, "upstream_tls", s.upstream.tls)
 	start := time.Now()
 	reason, err := s.relay(ctx)
-	dur := time.Since(start)
+	s.finish(ctx, time.Since(start), reason, err)
+}
+
+// finish records and logs the end of the session and hands its upstream connection back to the
+// pool. It is apart from run so that its frame is not on the session's stack while the relay waits
+// (a parked goroutine keeps the stack its deepest frames need).
+func (s *session) finish(ctx context.Context, dur time.Duration, reason endReason, err error) {
 	if s.gov != nil {
 		end := proxy.SessionEnd{Duration: dur, BytesFromClient: s.bytesUp.Load(), BytesToClient: s.bytesDown.Load()}
 		switch {
@@ -144,7 +157,7 @@ func (s *session) run(ctx context.Context) {
 	case err != nil:
 		attrs = append(attrs, "error", err)
 	}
-	s.logger.Info("session ended", attrs...)
+	s.log().Info("session ended", attrs...)
 	if s.e.pool != nil {
 		s.releaseUpstream(ctx)
 	}
@@ -240,7 +253,7 @@ func (s *session) handshake(ctx context.Context) bool {
 				s.send(fatalResponse(codeFeatureNotSupported, err.Error()))
 			}
 			if !isEOF(err) && !isTimeout(err) {
-				s.logger.Debug("bad startup packet", "error", err)
+				s.log().Debug("bad startup packet", "error", err)
 			}
 			return false
 		}
@@ -265,7 +278,7 @@ func (s *session) handshake(ctx context.Context) bool {
 			}
 			tc := tls.Server(s.client, s.e.cfg.TLS)
 			if err := tc.HandshakeContext(ctx); err != nil {
-				s.logger.Debug("client TLS handshake failed", "error", err)
+				s.log().Debug("client TLS handshake failed", "error", err)
 				return false
 			}
 			s.client = tc
@@ -334,9 +347,9 @@ func (s *session) login(ctx context.Context) bool {
 	if err != nil {
 		var ae *proxy.AuthError
 		if errors.As(err, &ae) {
-			s.logger.Info("login refused", "username", p["user"], "reason", int(ae.Reason), "message", ae.Message)
+			s.log().Info("login refused", "username", p["user"], "reason", int(ae.Reason), "message", ae.Message)
 		} else {
-			s.logger.Error("authorization failed", "username", p["user"], "error", err)
+			s.log().Error("authorization failed", "username", p["user"], "error", err)
 		}
 		s.audit(ctx, proxy.LoginEvent{Err: err})
 		s.send(authErrorResponse(err))
@@ -359,7 +372,7 @@ func (s *session) login(ctx context.Context) bool {
 	if s.e.cfg.Auditor != nil {
 		aud, err := s.audit(ctx, proxy.LoginEvent{Grant: grant})
 		if err != nil {
-			s.logger.Error("session start not recorded; login refused", "error", err)
+			s.log().Error("session start not recorded; login refused", "error", err)
 			s.fatal(codeInsufficientResources, "Gatehouse cannot record this session (%v); try again later", err)
 			return false
 		}
@@ -386,7 +399,7 @@ func (s *session) audit(ctx context.Context, ev proxy.LoginEvent) (proxy.Stateme
 	ev.TLS = s.secure
 	aud, err := a.Login(ctx, ev)
 	if err != nil && ev.Err != nil {
-		s.logger.Error("refused login not recorded", "error", err)
+		s.log().Error("refused login not recorded", "error", err)
 	}
 	return aud, err
 }

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"crypto/md5"
 	"crypto/tls"
@@ -29,8 +28,8 @@ const maxApplicationName = 63
 // upstreamConn is an authenticated connection to the repository.
 type upstreamConn struct {
 	conn     net.Conn
-	r        *bufio.Reader
-	w        *bufio.Writer
+	r        *connReader
+	w        *connWriter
 	tls      bool
 	database string
 	key      pgproto3.BackendKeyData // the upstream's; used only to forward cancels
@@ -74,7 +73,7 @@ func (s *session) connectNew(ctx context.Context, params map[string]string) (*up
 		}
 		var se *serverError
 		if errors.As(err, &se) && se.resp.Code == codeInvalidPassword && !cred.IsZero() && !retried {
-			s.logger.Warn("repository rejected the credential; fetching it again", "repository", t.Repository.Name,
+			s.log().Warn("repository rejected the credential; fetching it again", "repository", t.Repository.Name,
 				"repository_user", t.User.Username, "secret_ref", t.User.Secret.String())
 			s.e.cfg.Credentials.Invalidate(t)
 			s.e.pool.drop(t)
@@ -88,7 +87,7 @@ func (s *session) connectNew(ctx context.Context, params map[string]string) (*up
 // operator. Neither contains the credential.
 func (s *session) upstreamErrorResponse(err error, cred gatehouse.Credential) *pgproto3.ErrorResponse {
 	t := s.grant.Target
-	log := s.logger.With("repository", t.Repository.Name, "repository_user", t.User.Username)
+	log := s.log().With("repository", t.Repository.Name, "repository_user", t.User.Username)
 	var se *serverError
 	var ce *credentialError
 	switch {
@@ -168,8 +167,8 @@ func (s *session) tryUpstream(ctx context.Context, params map[string]string, wan
 	}
 	up := &upstreamConn{
 		conn:     conn,
-		r:        bufio.NewReaderSize(conn, 16<<10),
-		w:        bufio.NewWriterSize(conn, 16<<10),
+		r:        newConnReader(conn, s.e.bufs),
+		w:        newConnWriter(conn, s.e.bufs),
 		tls:      usedTLS,
 		database: params["database"],
 	}
@@ -230,7 +229,7 @@ func (s *session) dialUpstream(ctx context.Context, want tlsWant) (net.Conn, boo
 		conn.Close()
 		return nil, false, fmt.Errorf("%s answered the SSLRequest with %q: is it a PostgreSQL server?", addr, answer[0])
 	}
-	cfg, err := proxy.UpstreamTLS(repo)
+	cfg, err := s.e.upstreamTLS(repo)
 	if err != nil {
 		conn.Close()
 		return nil, false, err
@@ -242,6 +241,36 @@ func (s *session) dialUpstream(ctx context.Context, want tlsWant) (net.Conn, boo
 	}
 	tc.SetDeadline(time.Time{})
 	return tc, true, nil
+}
+
+// upstreamTLSKey is what proxy.UpstreamTLS makes a repository's configuration of.
+type upstreamTLSKey struct {
+	hostname string
+	mode     gatehouse.TLSMode
+	caBundle string
+}
+
+// upstreamTLS returns the TLS configuration for connections to repo, made once per repository
+// settings and shared by its connections. Made per connection, each would keep its own CA pool and
+// the CA certificate parsed from it while verifying: some 4 KiB per idle session.
+func (e *Engine) upstreamTLS(repo gatehouse.Repository) (*tls.Config, error) {
+	k := upstreamTLSKey{repo.Hostname, repo.TLSMode, repo.CABundle}
+	e.tlsMu.Lock()
+	defer e.tlsMu.Unlock()
+	if c, ok := e.tlsConfigs[repo.Name]; ok && c.key == k {
+		return c.cfg, nil
+	}
+	cfg, err := proxy.UpstreamTLS(repo)
+	if err != nil {
+		return nil, err
+	}
+	e.tlsConfigs[repo.Name] = upstreamTLSConfig{k, cfg}
+	return cfg, nil
+}
+
+type upstreamTLSConfig struct {
+	key upstreamTLSKey
+	cfg *tls.Config // shared: never modified
 }
 
 // upstreamParams builds the upstream StartupMessage parameters: the repository user, the database

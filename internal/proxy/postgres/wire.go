@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -110,7 +109,7 @@ func (e *protocolVersionError) Error() string {
 
 // readHeader reads a regular message's type byte and body length.
 // It reads in place (Peek), as io.ReadFull into a local array would allocate it.
-func readHeader(r *bufio.Reader, limit int) (typ byte, n int, err error) {
+func readHeader(r *connReader, limit int) (typ byte, n int, err error) {
 	hdr, err := r.Peek(5)
 	if err != nil {
 		if len(hdr) > 0 && errors.Is(err, io.EOF) {
@@ -128,7 +127,7 @@ func readHeader(r *bufio.Reader, limit int) (typ byte, n int, err error) {
 }
 
 // readMessage reads one whole regular message of at most limit body bytes.
-func readMessage(r *bufio.Reader, limit int) (typ byte, body []byte, err error) {
+func readMessage(r *connReader, limit int) (typ byte, body []byte, err error) {
 	typ, n, err := readHeader(r, limit)
 	if err != nil {
 		return 0, nil, err
@@ -153,7 +152,7 @@ func decodePassword(typ byte, body []byte) (string, error) {
 }
 
 // writeHeader writes a message's type byte and length, into w's buffer (no allocation).
-func writeHeader(w *bufio.Writer, typ byte, n int) error {
+func writeHeader(w *connWriter, typ byte, n int) error {
 	b := append(w.AvailableBuffer(), typ)
 	b = binary.BigEndian.AppendUint32(b, uint32(n+4))
 	_, err := w.Write(b)
