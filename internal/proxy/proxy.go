@@ -51,9 +51,11 @@ type Target struct {
 type Grant struct {
 	Identity Identity
 	Target   Target
-	// Revoked is closed when the grant stops being valid before the token's expiry (token revoked,
-	// user deactivated, impersonation rule removed). Nil means it never is.
-	Revoked <-chan struct{}
+	// Revoked is done (cancelled) when the grant stops being valid before the token's expiry
+	// (token revoked, user deactivated, impersonation rule removed). Nil means it never is. A
+	// context rather than a channel, so that an engine can have a callback run on revocation
+	// (context.AfterFunc) instead of parking a goroutine per session to wait for it.
+	Revoked context.Context
 }
 
 // Authorizer decides whether a login may proceed. Errors are *AuthError for refusals.

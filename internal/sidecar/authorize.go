@@ -48,7 +48,8 @@ type grantWatch struct {
 	login   proxy.Login
 	hash    string
 	expires time.Time
-	revoked chan struct{}
+	revoked context.Context // handed out in the grant
+	revoke  context.CancelFunc
 }
 
 // authz holds the authorizer's mutable parts besides the state pointer.
@@ -87,7 +88,8 @@ func (s *Sidecar) Authorize(ctx context.Context, l proxy.Login) (*proxy.Grant, e
 		}
 		return nil, err
 	}
-	w := &grantWatch{login: l, hash: hash, expires: tok.ExpiresAt, revoked: make(chan struct{})}
+	w := &grantWatch{login: l, hash: hash, expires: tok.ExpiresAt}
+	w.revoked, w.revoke = context.WithCancel(context.Background())
 	s.authz.mu.Lock()
 	s.authz.watches[w] = struct{}{}
 	s.authz.mu.Unlock()
@@ -214,6 +216,7 @@ func (s *Sidecar) recheck(st *state, now time.Time) {
 	}
 	for w := range s.authz.watches {
 		if !now.Before(w.expires) {
+			w.revoke() // releases the context; the session has ended at expiry already
 			delete(s.authz.watches, w)
 			continue
 		}
@@ -228,7 +231,7 @@ func (s *Sidecar) recheck(st *state, now time.Time) {
 				continue
 			}
 		}
-		close(w.revoked)
+		w.revoke()
 		delete(s.authz.watches, w)
 	}
 }

@@ -253,7 +253,7 @@ func (e *echoEngine) Serve(ctx context.Context, c net.Conn) {
 	}
 	io.WriteString(c, "ok "+g.Identity.User+" as "+g.Target.User.Username+"@"+g.Target.Repository.Name+"\n")
 	select {
-	case <-g.Revoked:
+	case <-g.Revoked.Done():
 		io.WriteString(c, "revoked\n")
 	case <-ctx.Done():
 		io.WriteString(c, "closing\n")
@@ -424,7 +424,7 @@ func TestRevocationOnSnapshot(t *testing.T) {
 			s.state.Store(st)
 			s.recheck(st, time.Now())
 			select {
-			case <-g.Revoked:
+			case <-g.Revoked.Done():
 				if !tc.revoke {
 					t.Error("grant revoked")
 				}
@@ -479,7 +479,7 @@ func TestTokenLookupOnMiss(t *testing.T) {
 	// session that was granted from the lookup.
 	cp.update(func(sn *syncapi.Snapshot) { sn.Users[1].Groups = []string{"x"} }) // version 2, no fresh token
 	select {
-	case <-g.Revoked:
+	case <-g.Revoked.Done():
 	case <-time.After(2 * time.Second):
 		t.Fatal("session granted from a lookup not revoked by a newer snapshot without the token")
 	}
@@ -688,7 +688,7 @@ func TestLookupGrantOutlivesOutage(t *testing.T) {
 	}
 	s.recheck(st, time.Now().Add(30*time.Minute)) // a long outage: no newer snapshot
 	select {
-	case <-g.Revoked:
+	case <-g.Revoked.Done():
 		t.Fatal("session granted from a lookup revoked without a newer snapshot")
 	default:
 	}
@@ -697,7 +697,7 @@ func TestLookupGrantOutlivesOutage(t *testing.T) {
 	s.state.Store(st)
 	s.recheck(st, time.Now())
 	select {
-	case <-g.Revoked:
+	case <-g.Revoked.Done():
 	default:
 		t.Fatal("session not revoked by a snapshot as new as the lookup without the token")
 	}

@@ -302,7 +302,7 @@ func TestSessionEnds(t *testing.T) {
 	short := grant("app", gatehouse.TLSDisable)
 	short.Identity.TokenExpiresAt = time.Now().Add(1500 * time.Millisecond)
 	h.auth.add("tok-short", short)
-	revoked := make(chan struct{})
+	revoked, revoke := context.WithCancel(context.Background())
 	rg := grant("app", gatehouse.TLSDisable)
 	rg.Revoked = revoked
 	h.auth.add("tok-rev", rg)
@@ -312,7 +312,7 @@ func TestSessionEnds(t *testing.T) {
 		trigger    func()
 	}{
 		{"tok-short", "access token expired", func() { time.Sleep(2 * time.Second) }},
-		{"tok-rev", "access token revoked", func() { close(revoked) }},
+		{"tok-rev", "access token revoked", func() { revoke() }},
 	} {
 		db := open(t, h.addr, "app", tc.token, nil)
 		db.SetMaxOpenConns(1)

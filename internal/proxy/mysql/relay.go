@@ -50,7 +50,7 @@ func (s *session) relay(ctx context.Context) (endReason, error) {
 	case err = <-errc:
 	case <-expiry:
 		reason = endExpired
-	case <-s.grant.Revoked:
+	case <-revokedDone(s.grant.Revoked):
 		reason = endRevoked
 	case <-s.stop:
 		if reason = s.endReason(); reason == endNone {
@@ -393,4 +393,12 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// revokedDone is the Done channel of a grant's Revoked context; nil (never ready) without one.
+func revokedDone(revoked context.Context) <-chan struct{} {
+	if revoked == nil {
+		return nil
+	}
+	return revoked.Done()
 }

@@ -169,14 +169,14 @@ func sessionEnd(t *testing.T, conn *pgx.Conn) *pgconn.PgError {
 
 func TestRevokedMidSession(t *testing.T) {
 	sc := startProxy(t, proxyOptions{})
-	revoked := make(chan struct{})
+	revoked, revoke := context.WithCancel(context.Background())
 	sc.auth.set(func(a *authorizer) { a.revoked = revoked })
 	conn := sc.pgx(t, "scram_user", aliceToken, "")
 	if _, err := conn.Exec(context.Background(), "select 1"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	close(revoked)
+	revoke()
 	pe := sessionEnd(t, conn)
 	if diff := cmp.Diff([]string{"FATAL", "57P01", "access token revoked"}, []string{pe.Severity, pe.Code, pe.Message}); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

@@ -65,7 +65,9 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 				logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 			})
 			if bc.revocable {
-				sc.auth.set(func(a *authorizer) { a.revoked = make(chan struct{}) })
+				revoked, revoke := context.WithCancel(context.Background())
+				b.Cleanup(revoke)
+				sc.auth.set(func(a *authorizer) { a.revoked = revoked })
 			}
 			// A first round warms up the pools and the runtime's spans and stacks.
 			measureIdle(b, sc, idleBenchConns)

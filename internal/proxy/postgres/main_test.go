@@ -232,8 +232,8 @@ type authorizer struct {
 	repo gatehouse.Repository
 
 	mu        sync.Mutex
-	expiresAt time.Time     // alice's token expiry; zero = an hour from now
-	revoked   chan struct{} // handed out in alice's grants
+	expiresAt time.Time       // alice's token expiry; zero = an hour from now
+	revoked   context.Context // handed out in alice's grants
 	logins    []proxy.Login
 }
 

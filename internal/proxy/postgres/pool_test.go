@@ -303,13 +303,13 @@ func TestPoolRevokedEndsSession(t *testing.T) {
 	closeConn(t, first)
 	waitForLogCount(t, sc, logPooled, 1)
 
-	revoked := make(chan struct{})
+	revoked, revoke := context.WithCancel(context.Background())
 	sc.auth.set(func(a *authorizer) { a.revoked = revoked })
 	conn := sc.pgx(t, "scram_user", aliceToken, "")
 	if got := backendPID(t, conn); got != pid {
 		t.Fatalf("backend %d, want the pooled %d", got, pid)
 	}
-	close(revoked)
+	revoke()
 	pe := sessionEnd(t, conn)
 	if diff := cmp.Diff([]string{"FATAL", "57P01", "access token revoked"}, []string{pe.Severity, pe.Code, pe.Message}); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

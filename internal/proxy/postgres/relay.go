@@ -19,9 +19,9 @@ const endWriteTimeout = 2 * time.Second
 //
 // The client→upstream direction runs on the session's goroutine and the other on one of its own;
 // whichever stops first closes both connections, which stops the other. Nothing else waits: the
-// token's expiry is a timer and the engine's shutdown a context callback, each of which ends the
-// session through end and interrupt. Only a revocable grant needs a goroutine to wait for its
-// channel. An idle session is thus two (or three) parked goroutines and its buffers (buffer.go).
+// token's expiry is a timer, and the grant's revocation and the engine's shutdown are context
+// callbacks, each of which ends the session through end and interrupt. An idle session is thus two
+// parked goroutines and its buffers (buffer.go).
 func (s *session) relay(ctx context.Context) (endReason, error) {
 	s.client.SetDeadline(time.Time{})
 	s.relaying.Store(true)
@@ -30,17 +30,8 @@ func (s *session) relay(ctx context.Context) (endReason, error) {
 		defer t.Stop()
 	}
 	if revoked := s.grant.Revoked; revoked != nil {
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			select {
-			case <-revoked:
-				s.end(endRevoked)
-			case <-done:
-			}
-		})
-		defer wg.Wait()
-		defer close(done)
+		stop := context.AfterFunc(revoked, func() { s.end(endRevoked) })
+		defer stop()
 	}
 	if ctx.Err() != nil {
 		// Ended just before relaying was set: run's callback found it false and left the
