@@ -268,26 +268,30 @@ func (s *session) relayBuffered() error {
 	if s.broken {
 		return errors.New("client stream closed")
 	}
-	sent := false
-	for up.r.Buffered() >= 5 {
-		hdr, _ := up.r.Peek(5)
+	// Find the run of whole messages to relay, then write it in one piece.
+	buf, _ := up.r.Peek(up.r.Buffered())
+	run := 0
+	for len(buf)-run >= 5 {
+		hdr := buf[run : run+5]
 		if s.gov != nil && hdr[0] != 'D' && hdr[0] != 'd' {
 			break
 		}
 		l := int(binary.BigEndian.Uint32(hdr[1:]))
-		if l < 4 || l > maxMessageLen || l+1 > up.r.Buffered() {
+		if l < 4 || l > maxMessageLen || l+1 > len(buf)-run {
 			break // readHeader reports bad framing; a partial message takes the usual path
 		}
-		msg, _ := up.r.Peek(l + 1)
-		if _, err := s.cw.Write(msg); err != nil {
-			s.broken = true
-			return err
-		}
-		up.r.Discard(l + 1)
-		s.bytesDown.Add(int64(l) + 1)
-		sent = true
+		run += l + 1
 	}
-	if sent && up.r.Buffered() == 0 {
+	if run == 0 {
+		return nil
+	}
+	if _, err := s.cw.Write(buf[:run]); err != nil {
+		s.broken = true
+		return err
+	}
+	up.r.Discard(run)
+	s.bytesDown.Add(int64(run))
+	if up.r.Buffered() == 0 {
 		if err := s.cw.Flush(); err != nil {
 			s.broken = true
 			return err
