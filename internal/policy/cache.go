@@ -16,28 +16,51 @@ const (
 // once. Classifier is required; the other zero values are the defaults. It is safe for concurrent
 // use. The dialect packages (internal/sqlparse/...) return one ready to use from NewCache.
 //
+// With Shape set, texts that differ only in literal values and comments share one entry: clients
+// that inline values (the simple query protocol, pgbench -M simple, many ORMs, trace comments) send
+// a new text for every execution and would otherwise be parsed every time. A text missing from the
+// cache is looked up by its shape key; on a hit Classify returns the cached classification with
+// Text set to the text itself (a new one-element slice). A miss is kept by its text as before, and
+// also by its shape key if the classification is shapeable: one SELECT, INSERT, UPDATE or DELETE
+// that calls no function, is supported, is not PREPARE or EXECUTE and does not change the default
+// schema. So each shape costs one parse and one entry by text, its first, and later texts of the
+// shape add nothing. Texts without literals or comments, whose key is the text itself, are kept by
+// text only.
+//
 // The returned slices and the Statements in them are shared between callers and must not be
 // modified; Qualify copies when it needs to change one.
 type Cache struct {
 	// Classifier parses one text into its statements (for example sqlparse/postgres.Classify).
 	Classifier func(sql string) ([]Statement, error)
+	// Shape, if set, appends to dst the shape key of sql and reports whether it has one (for
+	// example sqlparse/postgres.Shape). Texts with the same key must get the same classification
+	// from Classifier, apart from Statement.Text, whenever that classification is shapeable (see
+	// above); a Shape that is not sure of a text returns false.
+	Shape func(dst []byte, sql string) ([]byte, bool)
 	// MaxBytes bounds the approximate memory of the cache; 0 means DefaultCacheBytes.
 	MaxBytes int
 	// MaxText is the longest text kept; 0 means DefaultMaxText. Generated bulk statements are long
 	// and rarely repeat.
 	MaxText int
 
-	mu    sync.Mutex
-	ll    *list.List // front: most recently used
-	m     map[string]*list.Element
-	bytes int
+	keys sync.Pool // *[]byte: buffers for shape keys
+
+	mu     sync.Mutex
+	ll     *list.List               // front: most recently used
+	m      map[string]*list.Element // by text
+	shapes map[string]*list.Element // by shape key
+	bytes  int
 }
 
 type cacheEntry struct {
-	text string
-	sts  []Statement
-	cost int
+	key   string // text, or shape key
+	shape bool
+	sts   []Statement // by shape: one Statement, without Text
+	cost  int
 }
+
+// maxKeyBuf is the largest shape key buffer kept for reuse.
+const maxKeyBuf = 4 << 10
 
 // Classify returns c.Classifier(sql), from the cache when it can.
 func (c *Cache) Classify(sql string) ([]Statement, error) {
@@ -50,40 +73,103 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 	}
 	c.mu.Unlock()
 
-	sts, err := c.Classifier(sql)
-	if err != nil {
-		return nil, err
-	}
 	maxText := c.MaxText
 	if maxText == 0 {
 		maxText = DefaultMaxText
 	}
 	if len(sql) > maxText {
-		return sts, nil
+		return c.Classifier(sql)
 	}
-	c.add(sql, sts)
+	if c.Shape == nil {
+		return c.classify(sql, nil)
+	}
+	buf, _ := c.keys.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	b, ok := c.Shape((*buf)[:0], sql)
+	key := b
+	if !ok || string(key) == sql {
+		key = nil // nothing to share: keep it by its text, and return it without a copy
+	}
+	sts, err := c.classify(sql, key)
+	if cap(b) <= maxKeyBuf {
+		*buf = b[:0]
+		c.keys.Put(buf)
+	}
+	return sts, err
+}
+
+// classify looks sql up by its shape key, if it has one, and classifies it on a miss.
+func (c *Cache) classify(sql string, key []byte) ([]Statement, error) {
+	if key != nil {
+		c.mu.Lock()
+		if el, ok := c.shapes[string(key)]; ok {
+			c.ll.MoveToFront(el)
+			st := el.Value.(*cacheEntry).sts[0]
+			c.mu.Unlock()
+			st.Text = sql
+			return []Statement{st}, nil
+		}
+		c.mu.Unlock()
+	}
+	sts, err := c.Classifier(sql)
+	if err != nil {
+		return nil, err
+	}
+	if key != nil && shapeable(sts) {
+		st := sts[0]
+		st.Text = "" // each hit sets its own
+		c.add(string(key), true, []Statement{st})
+	}
+	// By text too, shapeable or not. For a shape this keeps only its first text, so that a text
+	// sent again and again as it is (a prepared statement with a constant in it) keeps its
+	// allocation-free hit, while texts that differ in their values do not fill the cache.
+	c.add(sql, false, sts)
 	return sts, nil
 }
 
-// Len returns the number of texts cached.
+// shapeable reports whether a classification may be shared by every text of one shape: nothing
+// in it may depend on the value of a literal. Functions are excluded because a literal argument
+// can matter (set_config('search_path', ...), and other functions may take names as text).
+func shapeable(sts []Statement) bool {
+	if len(sts) != 1 {
+		return false
+	}
+	st := &sts[0]
+	switch st.Kind {
+	case KindSelect, KindInsert, KindUpdate, KindDelete:
+	default:
+		return false
+	}
+	return len(st.Functions) == 0 && !st.Unsupported && st.Prepare == "" && st.Execute == "" &&
+		!st.ChangesDefaultSchema
+}
+
+// Len returns the number of entries: texts and shapes.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.m)
+	return len(c.m) + len(c.shapes)
 }
 
-func (c *Cache) add(sql string, sts []Statement) {
+func (c *Cache) add(key string, shape bool, sts []Statement) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil {
+	if c.ll == nil {
 		c.m = map[string]*list.Element{}
+		c.shapes = map[string]*list.Element{}
 		c.ll = list.New()
 	}
-	if _, ok := c.m[sql]; ok {
+	m := c.m
+	if shape {
+		m = c.shapes
+	}
+	if _, ok := m[key]; ok {
 		return // another caller got there first
 	}
-	e := &cacheEntry{text: sql, sts: sts, cost: cost(sql, sts)}
-	c.m[sql] = c.ll.PushFront(e)
+	e := &cacheEntry{key: key, shape: shape, sts: sts, cost: cost(key, sts)}
+	m[key] = c.ll.PushFront(e)
 	c.bytes += e.cost
 	limit := c.MaxBytes
 	if limit == 0 {
@@ -91,14 +177,18 @@ func (c *Cache) add(sql string, sts []Statement) {
 	}
 	for c.bytes > limit && c.ll.Len() > 1 {
 		old := c.ll.Remove(c.ll.Back()).(*cacheEntry)
-		delete(c.m, old.text)
+		if old.shape {
+			delete(c.shapes, old.key)
+		} else {
+			delete(c.m, old.key)
+		}
 		c.bytes -= old.cost
 	}
 }
 
-// cost estimates the memory an entry holds.
-func cost(sql string, sts []Statement) int {
-	n := 2*len(sql) + 128
+// cost estimates the memory an entry holds; key is its text or shape key.
+func cost(key string, sts []Statement) int {
+	n := 2*len(key) + 128
 	for _, st := range sts {
 		n += 200 + len(st.Fingerprint)
 		if len(sts) > 1 {

@@ -35,4 +35,9 @@
 //
 // Bodies of DO blocks and functions are opaque: they are classified by their statement (function,
 // ddl), not by what the body does.
+//
+// Shape gives the cache (NewCache) a key under which texts that differ only in literal values and
+// comments share one classification. It is a small lexer that follows scan.l only as far as it must
+// to find literals and comments exactly, and refuses whatever it is unsure of; FuzzShape checks
+// that texts with one key are classified alike.
 package postgres
