@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/activity"
@@ -69,41 +70,20 @@ func (a *API) registerActivityRoutes(mux *http.ServeMux) {
 	})
 }
 
-// receiveActivity stores a sidecar's batch. Records are kept exactly as sent.
+// receiveActivity stores a sidecar's batch. Records are kept exactly as sent, compacted.
 func (a *API) receiveActivity(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, syncapi.MaxActivityBody))
+	body, err := readActivityBody(w, r)
 	if err != nil {
 		a.fail(w, r, gatehouse.Invalid("", "the activity batch is larger than %d bytes or could not be read", syncapi.MaxActivityBody))
 		return
 	}
-	var batch syncapi.ActivityBatch
-	if err := json.Unmarshal(body, &batch); err != nil {
-		a.fail(w, r, gatehouse.Invalid("records", "the batch is not a JSON object with a records list: %v", err))
-		return
-	}
-	recs := make([]activity.Stored, 0, len(batch.Records))
-	for i, raw := range batch.Records {
-		var st activity.Stored
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, raw); err != nil {
-			a.fail(w, r, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "not a JSON object: %v", err))
+	recs, ok := decodeCanonicalBatch(body, p.Sidecar.ID)
+	if !ok {
+		if recs, err = decodeBatch(body, p.Sidecar.ID); err != nil {
+			a.fail(w, r, err)
 			return
 		}
-		st.Raw = compact.Bytes()
-		if err := json.Unmarshal(st.Raw, &st.Record); err != nil {
-			a.fail(w, r, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "not an activity record: %v", err))
-			return
-		}
-		if st.Record.SidecarID != p.Sidecar.ID {
-			a.fail(w, r, gatehouse.Invalid("records["+strconv.Itoa(i)+"].sidecar_id", "must be the sidecar ID the request is signed for"))
-			return
-		}
-		if st.Record.InstanceID == "" || st.Record.Seq == 0 || st.Record.Type == "" {
-			a.fail(w, r, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "needs instance_id, seq and type"))
-			return
-		}
-		recs = append(recs, st)
 	}
 	stored, dups, err := a.store.AddActivity(r.Context(), recs)
 	if err != nil {
@@ -111,6 +91,148 @@ func (a *API) receiveActivity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, syncapi.ActivityAck{Stored: stored, Duplicates: dups})
+}
+
+// readActivityBody reads the request body into a buffer of its announced length, so that a batch
+// of megabytes is not copied over and over as io.ReadAll grows its buffer.
+func readActivityBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, syncapi.MaxActivityBody)
+	if n := r.ContentLength; n > 0 && n <= syncapi.MaxActivityBody {
+		buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead)) // ReadFrom grows below MinRead free
+		_, err := buf.ReadFrom(body)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(body)
+}
+
+// decodeBatch decodes any batch the API accepts, and says what is wrong with one it does not.
+func decodeBatch(body []byte, sidecarID string) ([]activity.Stored, error) {
+	var batch syncapi.ActivityBatch
+	if err := json.Unmarshal(body, &batch); err != nil {
+		return nil, gatehouse.Invalid("records", "the batch is not a JSON object with a records list: %v", err)
+	}
+	recs := make([]activity.Stored, len(batch.Records))
+	var compact bytes.Buffer // one buffer for the records that need compacting
+	for i, raw := range batch.Records {
+		st := &recs[i]
+		if isCompact(raw) {
+			st.Raw = raw
+		} else {
+			start := compact.Len()
+			if err := json.Compact(&compact, raw); err != nil {
+				return nil, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "not a JSON object: %v", err)
+			}
+			// The buffer may move as it grows; a record keeps the bytes it was given.
+			st.Raw = compact.Bytes()[start:compact.Len():compact.Len()]
+		}
+		if err := json.Unmarshal(st.Raw, &st.Record); err != nil {
+			return nil, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "not an activity record: %v", err)
+		}
+		if err := checkRecord(i, &st.Record, sidecarID); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+func checkRecord(i int, r *activity.Record, sidecarID string) error {
+	if r.SidecarID != sidecarID {
+		return gatehouse.Invalid("records["+strconv.Itoa(i)+"].sidecar_id", "must be the sidecar ID the request is signed for")
+	}
+	if r.InstanceID == "" || r.Seq == 0 || r.Type == "" {
+		return gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "needs instance_id, seq and type")
+	}
+	return nil
+}
+
+// decodeCanonicalBatch decodes a batch as syncapi.Client.ShipActivity sends it — exactly
+// {"records":[...]} with compact JSON objects, no whitespace — without decoding the body as a
+// whole, nor copying or compacting the records: their Raw are slices of body. It reports false
+// for any other body and for any batch with a record to refuse; decodeBatch then decodes it, or
+// says why not, as before. Each record is decoded into its Record by decodeRecord or
+// json.Unmarshal, which take only valid JSON, so a body accepted here is valid JSON and
+// decodeBatch would find the same records in it (FuzzDecodeBatch).
+func decodeCanonicalBatch(body []byte, sidecarID string) ([]activity.Stored, bool) {
+	const prefix, suffix = `{"records":[`, `]}`
+	if len(body) < len(prefix)+len(suffix) || string(body[:len(prefix)]) != prefix || string(body[len(body)-len(suffix):]) != suffix {
+		return nil, false
+	}
+	list := body[len(prefix) : len(body)-len(suffix)]
+	recs := make([]activity.Stored, 0, bytes.Count(list, []byte(`{"seq":`)))
+	names := map[string]string{}
+	for len(list) > 0 {
+		n := objectEnd(list)
+		if n < 0 {
+			return nil, false
+		}
+		raw := list[:n:n]
+		list = list[n:]
+		if len(list) > 0 {
+			if list[0] != ',' || len(list) == 1 {
+				return nil, false
+			}
+			list = list[1:]
+		}
+		recs = append(recs, activity.Stored{Raw: raw})
+		st := &recs[len(recs)-1]
+		if !decodeRecord(raw, &st.Record, names) {
+			st.Record = activity.Record{}
+			if json.Unmarshal(raw, &st.Record) != nil {
+				return nil, false
+			}
+		}
+		if checkRecord(0, &st.Record, sidecarID) != nil {
+			return nil, false
+		}
+	}
+	return recs, true
+}
+
+// objectEnd returns the length of the JSON object at the start of b, found by matching braces
+// outside strings, or -1 if b does not start with one or has whitespace outside strings before its
+// end. It does not validate the object.
+func objectEnd(b []byte) int {
+	if len(b) == 0 || b[0] != '{' {
+		return -1
+	}
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ' ', '\t', '\n', '\r':
+			return -1
+		}
+	}
+	return -1
+}
+
+// isCompact reports whether raw, valid JSON, has no whitespace outside strings: whether
+// json.Compact would return it unchanged.
+func isCompact(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			for i++; i < len(raw) && raw[i] != '"'; i++ {
+				if raw[i] == '\\' {
+					i++
+				}
+			}
+		case ' ', '\t', '\n', '\r':
+			return false
+		}
+	}
+	return true
 }
 
 type activityPage struct {
@@ -324,4 +446,273 @@ func (a *API) purgeActivity(ctx context.Context) error {
 		a.logger.Info("activity past its retention purged", "records", n, "retention", keep.String())
 	}
 	return err
+}
+
+// decodeRecord decodes a record as the spool writes it (a compact JSON object of Record's own
+// keys, no nulls, no gaps) into r, which must be zero, and reports whether it could. What it
+// accepts, json.Unmarshal accepts too and decodes the same (FuzzDecodeRecord): it exists because
+// json.Unmarshal, which scans a record twice and decodes by reflection, was most of the API's cost
+// per record. For anything else it reports false, r then half-filled, and the caller uses
+// json.Unmarshal. It belongs next to the encoder in package activity.
+func decodeRecord(b []byte, r *activity.Record, names map[string]string) bool {
+	d := recordDecoder{b: b, names: names}
+	if !d.next('{') {
+		return false
+	}
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "seq":
+			r.Seq, ok = d.uint()
+		case "type":
+			r.Type, ok = d.str()
+		case "time":
+			var tok []byte
+			tok, _, ok = d.strToken()
+			ok = ok && r.Time.UnmarshalJSON(tok) == nil
+		case "sidecar_id":
+			r.SidecarID, ok = d.str()
+		case "instance_id":
+			r.InstanceID, ok = d.str()
+		case "session_id":
+			r.SessionID, ok = d.str()
+		case "ref":
+			r.Ref, ok = d.uint()
+		case "user":
+			r.User, ok = d.str()
+		case "groups":
+			r.Groups, ok = d.strs()
+		case "repository":
+			r.Repository, ok = d.str()
+		case "repository_user":
+			r.RepositoryUser, ok = d.str()
+		case "client_addr":
+			r.ClientAddr, ok = d.str()
+		case "application":
+			r.Application, ok = d.str()
+		case "tls":
+			r.TLS, ok = d.bool()
+		case "outcome":
+			r.Outcome, ok = d.str()
+		case "reason":
+			r.Reason, ok = d.str()
+		case "statement":
+			r.Statement, ok = d.str()
+		case "fingerprint":
+			r.Fingerprint, ok = d.str()
+		case "kind":
+			r.Kind, ok = d.str()
+		case "objects":
+			r.Objects, ok = d.strs()
+		case "params":
+			r.Params, ok = d.strs()
+		case "decision":
+			r.Decision, ok = d.str()
+		case "rule":
+			r.Rule, ok = d.str()
+		case "mode":
+			r.Mode, ok = d.str()
+		case "rows":
+			r.Rows, ok = d.int()
+		case "duration_ms":
+			r.DurationMS, ok = d.float()
+		case "error_code":
+			r.ErrorCode, ok = d.str()
+		case "bytes_in":
+			r.BytesIn, ok = d.int()
+		case "bytes_out":
+			r.BytesOut, ok = d.int()
+		case "prev_hash":
+			r.PrevHash, ok = d.str()
+		case "hash":
+			r.Hash, ok = d.str()
+		default: // gaps, and keys json.Unmarshal matches without case or ignores
+			return false
+		}
+		if !ok {
+			return false
+		}
+		if d.next('}') {
+			return d.i == len(d.b)
+		}
+		if !d.next(',') {
+			return false
+		}
+	}
+}
+
+// recordDecoder reads compact JSON: no whitespace anywhere outside strings.
+type recordDecoder struct {
+	b []byte
+	i int
+	// names holds the short strings decoded so far (IDs, user and repository names, kinds,
+	// object names), which most records of a batch repeat: one copy of each for the batch instead
+	// of an allocation per record. Nil: none kept.
+	names map[string]string
+}
+
+// maxName is the longest string kept in recordDecoder.names; hashes (64 characters) are longer.
+const maxName = 48
+
+func (d *recordDecoder) next(c byte) bool {
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// key reads "key": where the key has no escapes.
+func (d *recordDecoder) key() ([]byte, bool) {
+	tok, plain, ok := d.strToken()
+	if !ok || !plain || !d.next(':') {
+		return nil, false
+	}
+	return tok[1 : len(tok)-1], true
+}
+
+// strToken reads a string and returns it with its quotes; plain says it needs no decoding (no
+// escapes, valid UTF-8). It refuses control characters, which JSON does not allow in strings.
+func (d *recordDecoder) strToken() (tok []byte, plain, ok bool) {
+	if !d.next('"') {
+		return nil, false, false
+	}
+	start, plain, ascii := d.i-1, true, true
+	for ; d.i < len(d.b); d.i++ {
+		switch c := d.b[d.i]; {
+		case c == '"':
+			d.i++
+			tok = d.b[start:d.i]
+			if !ascii && plain {
+				plain = utf8.Valid(tok)
+			}
+			return tok, plain, true
+		case c == '\\':
+			plain = false
+			d.i++ // the escaped character, checked by json.Unmarshal
+		case c < 0x20:
+			return nil, false, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return nil, false, false
+}
+
+func (d *recordDecoder) str() (string, bool) {
+	tok, plain, ok := d.strToken()
+	if !ok {
+		return "", false
+	}
+	if plain {
+		v := tok[1 : len(tok)-1]
+		if d.names == nil || len(v) > maxName {
+			return string(v), true
+		}
+		if s, ok := d.names[string(v)]; ok {
+			return s, true
+		}
+		s := string(v)
+		d.names[s] = s
+		return s, true
+	}
+	var s string
+	return s, json.Unmarshal(tok, &s) == nil
+}
+
+func (d *recordDecoder) strs() ([]string, bool) {
+	if !d.next('[') {
+		return nil, false
+	}
+	out := []string{}
+	if d.next(']') {
+		return out, true
+	}
+	for {
+		s, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+		if d.next(']') {
+			return out, true
+		}
+		if !d.next(',') {
+			return nil, false
+		}
+	}
+}
+
+func (d *recordDecoder) bool() (bool, bool) {
+	rest := d.b[d.i:]
+	switch {
+	case bytes.HasPrefix(rest, []byte("true")):
+		d.i += 4
+		return true, true
+	case bytes.HasPrefix(rest, []byte("false")):
+		d.i += 5
+		return false, true
+	}
+	return false, false
+}
+
+// digits reads JSON's integer part: 0, or digits without a leading zero.
+func (d *recordDecoder) digits() bool {
+	start := d.i
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+	}
+	return d.i > start && (d.b[start] != '0' || d.i == start+1)
+}
+
+func (d *recordDecoder) uint() (uint64, bool) {
+	start := d.i
+	if !d.digits() {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(d.b[start:d.i]), 10, 64)
+	return n, err == nil
+}
+
+func (d *recordDecoder) int() (int64, bool) {
+	start := d.i
+	d.next('-')
+	if !d.digits() {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 64)
+	return n, err == nil
+}
+
+func (d *recordDecoder) float() (float64, bool) {
+	start := d.i
+	d.next('-')
+	if !d.digits() {
+		return 0, false
+	}
+	if d.next('.') && !d.digits0() {
+		return 0, false
+	}
+	if d.next('e') || d.next('E') {
+		if !d.next('+') {
+			d.next('-')
+		}
+		if !d.digits0() {
+			return 0, false
+		}
+	}
+	f, err := strconv.ParseFloat(string(d.b[start:d.i]), 64)
+	return f, err == nil
+}
+
+// digits0 reads one or more digits, leading zeros allowed (a fraction or an exponent).
+func (d *recordDecoder) digits0() bool {
+	start := d.i
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+	}
+	return d.i > start
 }

@@ -2,43 +2,168 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math/bits"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehousedb/gatehouse/internal/activity"
 )
 
+// Activity records are inserted up to activityChunk at a time, one multi-row INSERT each: a
+// statement per record cost more than storing it (parsing and binding on SQLite, a round trip on
+// PostgreSQL). 100 rows of activityColumns values is 1,600 placeholders, well under SQLite's
+// limit (32,766 in modernc.org/sqlite) and PostgreSQL's (65,535).
+const (
+	activityChunk   = 100
+	activityColumns = 16
+)
+
+// activityRows is how many of left records the next INSERT takes: activityChunk, and then the
+// largest power of two, so that there are only eight statements (which pgx keeps prepared on each
+// PostgreSQL connection, by their text) whatever the sizes of the batches.
+func activityRows(left int) int {
+	if left >= activityChunk {
+		return activityChunk
+	}
+	return 1 << (bits.Len(uint(left)) - 1)
+}
+
+// activityInserts holds the INSERT text for each number of rows, per dialect, built on first use.
+var activityInserts sync.Map // activityInsertKey -> string
+
+type activityInsertKey struct {
+	d    dialect
+	rows int
+}
+
+// activityInsert returns the INSERT of rows records, with the dialect's placeholders.
+func (s *Store) activityInsert(rows int) string {
+	k := activityInsertKey{s.dialect, rows}
+	if q, ok := activityInserts.Load(k); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO activity (instance_id, seq, sidecar_id, type, time, session_id, ref, user_name,
+		repository, repository_user, kind, decision, statement, objects, record, received_at) VALUES `)
+	n := 0
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for j := range activityColumns {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			n++
+			if s.dialect == postgres {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(n))
+			} else {
+				b.WriteByte('?')
+			}
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(" ON CONFLICT DO NOTHING")
+	q, _ := activityInserts.LoadOrStore(k, b.String())
+	return q.(string)
+}
+
 // AddActivity stores records as received, in order, in one transaction. A record the store
-// already has (same instance and seq) is left as it is and counted as a duplicate.
+// already has (same instance and seq), or has earlier in recs, is left as it is and counted as a
+// duplicate.
 func (s *Store) AddActivity(ctx context.Context, recs []activity.Stored) (stored, duplicates int, err error) {
 	now := fmtTime(s.now())
 	err = s.inTx(ctx, func(t *tx) error {
-		stored, duplicates = 0, 0
-		for i := range recs {
-			r := &recs[i].Record
-			objects, err := toJSON(r.Objects)
-			if err != nil {
-				return err
+		// SQLite (modernc.org/sqlite) parses a statement on every Exec, so each size is prepared
+		// once per transaction; pgx caches prepared statements by their text on its own.
+		var stmts map[int]*sql.Stmt
+		defer func() {
+			for _, st := range stmts {
+				st.Close()
 			}
-			res, err := t.exec(ctx, `INSERT INTO activity (instance_id, seq, sidecar_id, type, time, session_id, ref, user_name,
-				repository, repository_user, kind, decision, statement, objects, record, received_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				r.InstanceID, int64(r.Seq), r.SidecarID, r.Type, fmtTime(r.Time), r.SessionID, int64(r.Ref), r.User,
-				r.Repository, r.RepositoryUser, r.Kind, r.Decision, r.Statement, objects, string(recs[i].Raw), now)
-			if err != nil {
-				return fmt.Errorf("store activity record: %w", err)
+		}()
+		args := make([]any, 0, min(len(recs), activityChunk)*activityColumns)
+		var inserted int64
+		for lo := 0; lo < len(recs); {
+			chunk := recs[lo : lo+activityRows(len(recs)-lo)]
+			lo += len(chunk)
+			args = args[:0]
+			for i := range chunk {
+				r := &chunk[i].Record
+				args = append(args, r.InstanceID, int64(r.Seq), r.SidecarID, r.Type, fmtTime(r.Time), r.SessionID, int64(r.Ref), r.User,
+					r.Repository, r.RepositoryUser, r.Kind, r.Decision, r.Statement, objectsJSON(r.Objects), string(chunk[i].Raw), now)
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				duplicates++
+			var res sql.Result
+			var err error
+			if s.dialect == sqlite {
+				st := stmts[len(chunk)]
+				if st == nil {
+					if st, err = t.tx.PrepareContext(ctx, s.activityInsert(len(chunk))); err != nil {
+						return fmt.Errorf("store activity records: %w", err)
+					}
+					if stmts == nil {
+						stmts = map[int]*sql.Stmt{}
+					}
+					stmts[len(chunk)] = st
+				}
+				res, err = st.ExecContext(ctx, args...)
 			} else {
-				stored++
+				res, err = t.tx.ExecContext(ctx, s.activityInsert(len(chunk)), args...)
 			}
+			if err != nil {
+				return fmt.Errorf("store activity records: %w", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("store activity records: %w", err)
+			}
+			inserted += n
 		}
+		stored, duplicates = int(inserted), len(recs)-int(inserted)
 		return nil
 	})
-	return stored, duplicates, err
+	if err != nil {
+		return 0, 0, err
+	}
+	return stored, duplicates, nil
+}
+
+// objectsJSON is json.Marshal(objects) as a string, without reflection for the usual names
+// (ASCII that needs no escaping).
+func objectsJSON(objects []string) string {
+	if objects == nil {
+		return "null"
+	}
+	n := 2
+	for _, o := range objects {
+		for i := 0; i < len(o); i++ {
+			if c := o[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				b, _ := json.Marshal(objects) // cannot fail for a []string
+				return string(b)
+			}
+		}
+		n += len(o) + 3
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteByte('[')
+	for i, o := range objects {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(o)
+		b.WriteByte('"')
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 func likeEscape(s string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +100,125 @@ func TestRepositoryRecordParameters(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, gotm); diff != "" {
 			t.Errorf("record_parameters by repository (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestAddActivityDuplicates: records the store already has, and records repeated within a batch,
+// are counted as duplicates and leave the first stored copy as it is, wherever they fall among
+// the rows of one INSERT (a batch is inserted many rows at a time).
+func TestAddActivityDuplicates(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Store, _ string) {
+		ctx := context.Background()
+		c := newChain("sc1", "inst1")
+		all := stored(t, c.lines(t, 260))
+		// Some records already stored, the 1st, the 100th and 101st among them.
+		var first []activity.Stored
+		for _, i := range []int{0, 1, 99, 100, 150} {
+			first = append(first, all[i])
+		}
+		n, dups, err := s.AddActivity(ctx, first)
+		must(t, err)
+		if n != len(first) || dups != 0 {
+			t.Fatalf("first batch: stored %d, duplicates %d; want %d, 0", n, dups, len(first))
+		}
+
+		// A batch of all 260, with copies of records of the same batch (in the same group of rows
+		// and across groups) that differ in their raw bytes: the first copy is kept.
+		edited := func(r activity.Stored) activity.Stored {
+			r.Raw = append(json.RawMessage(nil), r.Raw...)
+			r.Raw = json.RawMessage(strings.Replace(string(r.Raw), `"seq":`, `"extra":1,"seq":`, 1))
+			return r
+		}
+		batch := append([]activity.Stored(nil), all...)
+		batch = append(batch[:120:120], append([]activity.Stored{edited(all[119]), edited(all[5])}, batch[120:]...)...)
+		batch = append(batch, edited(all[200]), edited(all[1]), edited(all[259]))
+		n, dups, err = s.AddActivity(ctx, batch)
+		must(t, err)
+		if want := len(all) - len(first); n != want || dups != len(batch)-want {
+			t.Errorf("second batch: stored %d, duplicates %d; want %d, %d", n, dups, want, len(batch)-want)
+		}
+
+		// Everything again: all duplicates.
+		n, dups, err = s.AddActivity(ctx, batch)
+		must(t, err)
+		if n != 0 || dups != len(batch) {
+			t.Errorf("third batch: stored %d, duplicates %d; want 0, %d", n, dups, len(batch))
+		}
+
+		got, err := s.ListActivity(ctx, activity.Filter{Chain: true})
+		must(t, err)
+		if len(got) != len(all) {
+			t.Fatalf("listed %d records, want %d", len(got), len(all))
+		}
+		for i := range all {
+			if string(got[i].Raw) != string(all[i].Raw) {
+				t.Errorf("record %d stored as\n%s\nwant\n%s", i+1, got[i].Raw, all[i].Raw)
+			}
+		}
+		if diff := cmp.Diff(all[7].Record, got[7].Record); diff != "" {
+			t.Errorf("record 8 (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestAddActivityColumns: the columns searches use hold what the record says, and a record the
+// store cannot take fails the whole batch.
+func TestAddActivityColumns(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *store.Store, dsn string) {
+		ctx := context.Background()
+		c := newChain("sc1", "inst1")
+		recs := stored(t, c.lines(t, 6))
+		// Objects that json.Marshal escapes, and a statement without objects.
+		recs[0].Record.Objects = []string{`public."we<ird>"`, "public.caf\u00e9", "a&b"}
+		recs[4].Record.Objects = []string{}
+		n, _, err := s.AddActivity(ctx, recs)
+		must(t, err)
+		if n != 6 {
+			t.Fatalf("stored %d, want 6", n)
+		}
+		for _, tc := range []struct {
+			name   string
+			filter activity.Filter
+			want   []uint64
+		}{
+			// objects is stored as json.Marshal encodes it, & as \u0026.
+			{"escaped object", activity.Filter{Object: `a\u0026b`}, []uint64{1}},
+			{"non-ASCII object", activity.Filter{Object: "public.caf\u00e9"}, []uint64{1}},
+			{"plain object", activity.Filter{Object: "public.orders"}, []uint64{3}},
+			{"kind", activity.Filter{Kind: "select"}, []uint64{1, 3, 5}},
+			{"type", activity.Filter{Type: activity.TypeStatementEnd}, []uint64{2, 4, 6}},
+			{"user and repository", activity.Filter{User: "alice@example.com", Repository: "sales", RepositoryUser: "reader"}, []uint64{1, 2, 3, 4, 5, 6}},
+			{"text", activity.Filter{Text: "where c.id = 2"}, []uint64{3}},
+			{"since", activity.Filter{Since: recs[1].Record.Time}, []uint64{2, 3, 4, 5, 6}},
+		} {
+			got, err := s.ListActivity(ctx, tc.filter)
+			must(t, err)
+			var seqs []uint64
+			for _, r := range got {
+				seqs = append(seqs, r.Record.Seq)
+				if r.Record.Type == activity.TypeStatement && (r.End == nil || r.End.Ref != r.Record.Seq) {
+					t.Errorf("%s: statement %d without its end: %+v", tc.name, r.Record.Seq, r.End)
+				}
+			}
+			if diff := cmp.Diff(tc.want, seqs); diff != "" {
+				t.Errorf("%s: records listed (-want +got):\n%s", tc.name, diff)
+			}
+		}
+
+		if !strings.HasPrefix(dsn, "postgres") {
+			return
+		}
+		// PostgreSQL refuses a NUL in text: the batch around it is not stored either.
+		more := stored(t, c.lines(t, 250))
+		more[180].Record.Statement = "select \x00"
+		if _, _, err := s.AddActivity(ctx, more); err == nil {
+			t.Fatal("a batch with a record PostgreSQL refuses was stored")
+		}
+		got, err := s.ListActivity(ctx, activity.Filter{Chain: true})
+		must(t, err)
+		if len(got) != 6 {
+			t.Errorf("%d records after the failed batch, want the 6 stored before", len(got))
 		}
 	})
 }
