@@ -62,7 +62,10 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		if strings.Contains(dsn, "?") {
 			sep = "&"
 		}
-		common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+		// synchronous=FULL: a commit is on disk when it returns. The API acknowledges activity
+		// batches after their commit and the sidecar then deletes them from its spool, so a commit
+		// lost to a power failure (possible with NORMAL in WAL mode) would be a hole in the trail.
+		common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 		// One writer: a single connection whose transactions take the write lock at BEGIN, so two
 		// writers never deadlock upgrading read locks.
 		db, err := sql.Open("sqlite", dsn+sep+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
