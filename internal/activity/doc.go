@@ -47,7 +47,10 @@
 // Dir holds segment files seg-NNNNNNNNNNNNNNNNNNNN.jsonl (JSON Lines, the canonical encoding, one
 // record per line) and acked.json, the acknowledged Position, replaced atomically. A line cut short
 // by a crash is truncated at Open (its Append never returned, so its statement never ran); a
-// damaged complete line is skipped by Read and shows up in Verify as a gap.
+// damaged complete line is skipped by Read and shows up in Verify as a gap. The shipper reads the
+// files (from the page cache, a batch at a time, into a buffer it reuses) and checks only lines
+// written before the spool was opened: the lines this process wrote since are its own, known by
+// their position.
 //
 // # What records hold
 //

@@ -64,6 +64,10 @@ func (s *Shipper) Run(ctx context.Context) error {
 	pos := s.Spool.Acked()
 	backoff := time.Duration(0)
 	var lastShip time.Time
+	// Each batch is read into buf and recs, reused: the lines are valid only during Sink.Ship. A
+	// buffer much larger than the batches lately is let go, so an idle sidecar holds little.
+	var buf []byte
+	var recs []json.RawMessage
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -74,7 +78,12 @@ func (s *Shipper) Run(ctx context.Context) error {
 			}
 		}
 		changed := s.Spool.Changed()
-		recs, next, err := s.Spool.ReadLines(pos, batch, batchBytes)
+		if cap(buf) > 1<<20 && len(buf) < cap(buf)/8 {
+			buf = nil
+		}
+		var next Position
+		var err error
+		recs, next, buf, err = s.Spool.readLines(pos, batch, batchBytes, buf, recs)
 		if err == nil && len(recs) == 0 && next != pos {
 			// Only damaged lines (or an emptied segment) lay between pos and next: move past them.
 			if err = s.Spool.Ack(next); err == nil {

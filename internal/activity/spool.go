@@ -8,12 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -69,8 +69,10 @@ const (
 
 	// maxDeferred bounds the records Defer holds in memory: past it, Defer writes them itself.
 	maxDeferred = 1 << 14
-	// maxTail bounds the copy of the active segment's latest bytes kept for the shipper.
-	maxTail = 8 << 20
+	// maxDeferredSpare bounds the buffer of deferred records kept for reuse.
+	maxDeferredSpare = 1 << 10
+	// ReadLines reads the files readMin to readMax bytes at a time (more for a longer line).
+	readMin, readMax = 64 << 10, 1 << 20
 )
 
 // Config configures a Spool. Zero values mean the defaults.
@@ -129,22 +131,20 @@ type Spool struct {
 	pend     []byte
 	pendFrom pendState
 	encBuf   bytes.Buffer
-	enc      *json.Encoder // into encBuf
-	hasher   hash.Hash
-	canon    []byte // a record's canonical JSON, without hash
+	enc      *json.Encoder    // into encBuf
+	canon    []byte           // the previous hash and a record's canonical JSON, without hash
+	hashes   *strings.Builder // of hashString
 	line     []byte
-
-	// tail is a copy of what this process wrote last to the active segment, tailSeg, from offset
-	// tailFrom on: ReadLines takes it from memory, without reading the file or checking the lines
-	// (seal made them). Only appended to, or replaced, so slices of it handed out stay valid.
-	tail     []byte
-	tailSeg  uint64
-	tailFrom int64
+	// mustRotate is set when a failed write left bytes in the active segment that could not be
+	// cut: the next record goes to a new segment.
+	mustRotate bool
+	writeHook  func(*os.File, []byte) (int, error) // tests: instead of (*os.File).Write
 
 	// Deferred records (Defer), written before the next Append's or by the background syncer.
 	dmu          sync.Mutex
-	deferred     []*Record
-	deferFailing bool // the last write of deferred records failed (logged once)
+	deferred     []Record // copies: the caller's record is its own again once Defer returns
+	deferSpare   []Record // the last batch of deferred records, emptied, for reuse (under mu)
+	deferFailing bool     // the last write of deferred records failed (logged once)
 	syncKick     chan struct{}
 	syncStop     chan struct{}
 	syncDone     chan struct{}
@@ -167,17 +167,20 @@ type Spool struct {
 
 // pendState is what write changes, as it was before the first record in pend.
 type pendState struct {
-	size, total int64
-	instance    string
-	seq         uint64
-	hash        string
-	written     uint64
+	size     int64
+	instance string
+	seq      uint64
+	hash     string
+	written  uint64
 }
 
 type segment struct {
 	num    uint64
 	size   int64 // bytes of complete records written
 	stable int64 // bytes Read may return: synced (SyncAlways) or written (SyncOS)
+	// own is where this process started writing the segment: the lines from there on are
+	// records it sealed, so ReadLines trusts them without checking.
+	own int64
 }
 
 // Open opens the spool in cfg.Dir, creating it if needed. It truncates a record left half-written by
@@ -213,7 +216,7 @@ func Open(cfg Config) (*Spool, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create activity spool directory: %w", err)
 	}
-	s := &Spool{cfg: cfg, changed: make(chan struct{}), hasher: sha256.New(), log: cfg.Logger}
+	s := &Spool{cfg: cfg, changed: make(chan struct{}), log: cfg.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -239,7 +242,9 @@ func Open(cfg Config) (*Spool, error) {
 	if err := s.recoverTail(); err != nil {
 		return nil, err
 	}
-	for _, sg := range s.segs {
+	for i := range s.segs {
+		sg := &s.segs[i]
+		sg.own = sg.size // what was there is checked when read
 		s.total += sg.size
 	}
 	if err := s.loadAcked(); err != nil {
@@ -255,7 +260,6 @@ func Open(cfg Config) (*Spool, error) {
 			return nil, fmt.Errorf("open activity spool segment: %w", err)
 		}
 		s.active = f
-		s.tailSeg, s.tailFrom = last.num, last.size
 	}
 	s.syncKick, s.syncStop, s.syncDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.syncLoop()
@@ -399,18 +403,22 @@ func (s *Spool) notifyChanged() {
 // after any deferred records. It returns once the record is written to the spool file, and with
 // SyncAlways once it is on stable storage too. r is modified.
 func (s *Spool) Append(ctx context.Context, r *Record) error {
-	return s.AppendAll(ctx, []*Record{r})
+	rs := [1]Record{*r}
+	err := s.AppendAll(ctx, rs[:])
+	*r = rs[0]
+	return err
 }
 
 // AppendAll appends records in order, as Append does each, with one write and (SyncAlways) one
 // sync for them all. On error, the records before the failing one may have been written; the
-// caller must not act as if any was (a statement is refused).
-func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
+// caller must not act as if any was (a statement is refused). The records are modified; the spool
+// keeps no reference to rs.
+func (s *Spool) AppendAll(ctx context.Context, rs []Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for _, r := range rs {
-		s.prepare(r)
+	for i := range rs {
+		s.prepare(&rs[i])
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -419,16 +427,16 @@ func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
 	}
 	s.writeDeferredLocked()
 	var idx uint64
-	for _, r := range rs {
-		i, err := s.appendLocked(r)
+	for i := range rs {
+		n, err := s.appendLocked(&rs[i])
 		if err != nil {
-			// Deferred records and those before r are sealed and in the chain: write them.
+			// Deferred records and those before rs[i] are sealed and in the chain: write them.
 			if ferr := s.flushPend(); ferr != nil {
 				s.deferFailed(ferr)
 			}
 			return err
 		}
-		idx = i
+		idx = n
 	}
 	if err := s.flushPend(); err != nil {
 		return err
@@ -439,13 +447,15 @@ func (s *Spool) AppendAll(ctx context.Context, rs []*Record) error {
 	return s.waitSynced(idx)
 }
 
-// Defer queues r to be written after the records appended so far, without waiting: before the
-// next Append's records, or by the background syncer within Config.SyncEvery. It is for records
-// that complete others (statement.end), which nothing waits for. Failures are logged.
+// Defer queues a copy of r to be written after the records appended so far, without waiting:
+// before the next Append's records, or by the background syncer within Config.SyncEvery. It is for
+// records that complete others (statement.end), which nothing waits for. Failures are logged. r
+// is not modified, and the caller may reuse it at once.
 func (s *Spool) Defer(r *Record) {
-	s.prepare(r)
+	c := *r
+	s.prepare(&c)
 	s.dmu.Lock()
-	s.deferred = append(s.deferred, r)
+	s.deferred = append(s.deferred, c)
 	n := len(s.deferred)
 	s.dmu.Unlock()
 	switch {
@@ -467,13 +477,20 @@ func (s *Spool) Defer(r *Record) {
 func (s *Spool) writeDeferredLocked() {
 	s.dmu.Lock()
 	rs := s.deferred
-	s.deferred = nil
-	s.dmu.Unlock()
 	if len(rs) == 0 {
+		s.dmu.Unlock()
 		return
 	}
-	for i, r := range rs {
-		if _, err := s.appendLocked(r); err != nil {
+	s.deferred, s.deferSpare = s.deferSpare, nil
+	s.dmu.Unlock()
+	defer func() {
+		if cap(rs) <= maxDeferredSpare {
+			clear(rs) // let go of the records' strings
+			s.deferSpare = rs[:0]
+		}
+	}()
+	for i := range rs {
+		if _, err := s.appendLocked(&rs[i]); err != nil {
 			s.deferFailed(fmt.Errorf("%d records: %w", len(rs)-i, err))
 			return
 		}
@@ -540,7 +557,7 @@ func (s *Spool) appendLocked(r *Record) (uint64, error) {
 		}
 		// spool.dropped records may overshoot MaxBytes a little: they are what makes a drop visible.
 		if s.total+need <= s.cfg.MaxBytes || r.Type == TypeDropped {
-			if s.needsRotate(need) && s.syncing {
+			if (s.mustRotate || s.needsRotate(need)) && s.syncing {
 				// Rotation must wait for the sync of the active segment, and waiting releases the
 				// lock: another Append may take this seq meanwhile, so seal again afterwards.
 				if err := s.flushPend(); err != nil {
@@ -577,24 +594,21 @@ func (s *Spool) seal(r *Record) ([]byte, error) {
 		seq, prev = 0, "" // a new instance starts its own chain
 	}
 	r.Seq, r.PrevHash, r.Hash = seq+1, prev, ""
-	canon, ok := appendRecord(s.canon[:0], r)
+	buf, ok := appendRecord(append(s.canon[:0], prev...), r)
 	if !ok {
+		c := *r // encoding/json keeps what it is given: a copy leaves r where the caller put it
 		s.encBuf.Reset()
-		if err := s.enc.Encode(r); err != nil {
+		if err := s.enc.Encode(&c); err != nil {
 			return nil, fmt.Errorf("encode activity record %d: %w", r.Seq, err)
 		}
-		canon = bytes.TrimSuffix(s.encBuf.Bytes(), []byte{'\n'}) // Encode adds it
-	} else {
-		s.canon = canon
+		buf = append(buf[:len(prev)], bytes.TrimSuffix(s.encBuf.Bytes(), []byte{'\n'})...) // Encode adds it
 	}
-	s.hasher.Reset()
-	s.line = append(s.line[:0], prev...) // scratch: []byte(prev) would allocate
-	s.hasher.Write(s.line)
-	s.hasher.Write(canon)
-	var sum [sha256.Size]byte
+	s.canon = buf
+	canon := buf[len(prev):]
+	sum := sha256.Sum256(buf) // prev and canon
 	var hexSum [2 * sha256.Size]byte
-	hex.Encode(hexSum[:], s.hasher.Sum(sum[:0]))
-	r.Hash = string(hexSum[:])
+	hex.Encode(hexSum[:], sum[:])
+	r.Hash = s.hashString(hexSum[:])
 	line := append(s.line[:0], canon[:len(canon)-1]...) // without the closing brace
 	line = append(line, `,"hash":"`...)
 	line = append(line, hexSum[:]...)
@@ -603,16 +617,28 @@ func (s *Spool) seal(r *Record) ([]byte, error) {
 	return line, nil
 }
 
+// hashString returns h as a string. The strings of many hashes share one allocation: a Builder
+// only ever appends, so the bytes behind a string it returned never change.
+func (s *Spool) hashString(h []byte) string {
+	if s.hashes == nil || s.hashes.Cap()-s.hashes.Len() < len(h) {
+		s.hashes = new(strings.Builder)
+		s.hashes.Grow(64 * len(h))
+	}
+	from := s.hashes.Len()
+	s.hashes.Write(h)
+	return s.hashes.String()[from:]
+}
+
 // write adds a sealed line to pend and moves the chain head; flushPend writes it.
 func (s *Spool) write(line []byte, r *Record) (uint64, error) {
-	if s.needsRotate(int64(len(line))) {
+	if s.mustRotate || s.needsRotate(int64(len(line))) {
 		if err := s.rotate(); err != nil {
 			return 0, err
 		}
 	}
 	sg := &s.segs[len(s.segs)-1]
 	if len(s.pend) == 0 {
-		s.pendFrom = pendState{size: sg.size, total: s.total, instance: s.instance, seq: s.seq, hash: s.hash, written: s.written}
+		s.pendFrom = pendState{size: sg.size, instance: s.instance, seq: s.seq, hash: s.hash, written: s.written}
 	}
 	s.pend = append(s.pend, line...)
 	sg.size += int64(len(line))
@@ -629,15 +655,22 @@ func (s *Spool) flushPend() error {
 		return nil
 	}
 	sg := &s.segs[len(s.segs)-1]
-	n, err := s.active.Write(s.pend)
+	write := s.writeHook
+	if write == nil {
+		write = (*os.File).Write
+	}
+	n, err := write(s.active, s.pend)
 	if err != nil {
 		if n > 0 {
-			_ = s.active.Truncate(s.pendFrom.size) // best effort: a torn line is also cut at the next Open
+			if terr := s.active.Truncate(s.pendFrom.size); terr != nil {
+				// The torn line stays, and the next write would land after it: go on in a new
+				// segment. (Read skips the torn line, which has no newline.)
+				s.mustRotate = true
+			}
 		}
 		s.dropPend()
 		return fmt.Errorf("write activity record: %w", err)
 	}
-	s.extendTail(sg.size)
 	s.pend = s.pend[:0]
 	if s.cfg.Sync == SyncOS {
 		sg.stable = sg.size
@@ -649,26 +682,6 @@ func (s *Spool) flushPend() error {
 	return nil
 }
 
-// extendTail adds pend, just written, to the tail; size is the active segment's size after it.
-// A full tail drops what the shipper has had acknowledged; if that is not enough (the shipper is
-// far behind and reads the file anyway), it starts again after pend. The tail's buffer is never
-// written where a slice handed out may still look: it is replaced, not reused.
-func (s *Spool) extendTail(size int64) {
-	if len(s.tail)+len(s.pend) > cap(s.tail) {
-		var keep []byte
-		if s.acked.Segment == s.tailSeg && s.acked.Offset > s.tailFrom && s.acked.Offset <= s.tailFrom+int64(len(s.tail)) {
-			keep = s.tail[s.acked.Offset-s.tailFrom:]
-		}
-		if len(keep)+len(s.pend) > maxTail {
-			s.tail, s.tailFrom = make([]byte, 0, maxTail), size
-			return
-		}
-		from := size - int64(len(s.pend)) - int64(len(keep))
-		s.tail, s.tailFrom = append(make([]byte, 0, maxTail), keep...), from
-	}
-	s.tail = append(s.tail, s.pend...)
-}
-
 // dropPend undoes the records sealed into pend but not written.
 func (s *Spool) dropPend() {
 	if len(s.pend) == 0 {
@@ -676,7 +689,8 @@ func (s *Spool) dropPend() {
 	}
 	p := s.pendFrom
 	sg := &s.segs[len(s.segs)-1]
-	sg.size, s.total = p.size, p.total
+	s.total -= sg.size - p.size // not total as it was: dropOldest may have changed it since
+	sg.size = p.size
 	s.instance, s.seq, s.hash, s.written = p.instance, p.seq, p.hash, p.written
 	s.pend = s.pend[:0]
 }
@@ -716,8 +730,8 @@ func (s *Spool) rotate() error {
 		return err
 	}
 	s.active = f
+	s.mustRotate = false
 	s.segs = append(s.segs, segment{num: next})
-	s.tail, s.tailSeg, s.tailFrom = nil, next, 0
 	return nil
 }
 
@@ -883,51 +897,44 @@ func mergeGaps(gaps []*Gap) []*Gap {
 	return out
 }
 
-// tailView is the spool's tail at one moment.
-type tailView struct {
-	seg  uint64
-	from int64
-	data []byte
-}
-
-// bytes returns the segment's bytes from..to if the tail holds them.
-func (v tailView) bytes(seg uint64, from, to int64) ([]byte, bool) {
-	if seg != v.seg || from < v.from || to > v.from+int64(len(v.data)) {
-		return nil, false
-	}
-	return v.data[from-v.from : to-v.from : to-v.from], true
-}
-
 // stableSegments syncs what was written (unless the policy is SyncOS, where written is stable)
-// and returns the segments and the tail.
-func (s *Spool) stableSegments() ([]segment, tailView, error) {
+// and returns the segments.
+func (s *Spool) stableSegments() ([]segment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, tailView{}, ErrClosed
+		return nil, ErrClosed
 	}
 	if s.cfg.Sync != SyncOS && s.synced < s.written {
 		if err := s.waitSynced(s.written); err != nil {
-			return nil, tailView{}, err
+			return nil, err
 		}
 	}
-	return append([]segment(nil), s.segs...), tailView{seg: s.tailSeg, from: s.tailFrom, data: s.tail}, nil
+	return append([]segment(nil), s.segs...), nil
 }
 
 // ReadLines is Read for shipping: it returns the records' lines as they are in the spool (without
-// the newline), not decoded, and stops before maxBytes of them (after at least one). Lines this
-// process wrote lately come from memory (the tail); lines read from the file are returned only if
-// they are JSON objects with a seq and a type, and other lines are skipped and counted in
-// Stats.Corrupt, as Read does.
+// the newline), not decoded, and stops before maxBytes of them (after at least one). The lines
+// this process wrote (since it opened their segment) are returned as they are: it sealed them.
+// Lines written before are returned only if they are JSON objects with a seq and a type; other
+// lines are skipped and counted in Stats.Corrupt, as Read does.
 func (s *Spool) ReadLines(pos Position, max, maxBytes int) ([]json.RawMessage, Position, error) {
-	if max <= 0 {
-		max = 1
+	lines, next, _, err := s.readLines(pos, max, maxBytes, nil, nil)
+	return lines, next, err
+}
+
+// readLines is ReadLines reading into buf and out, reused from the last call (whose lines it
+// overwrites), and returning buf for the next. It reads the files a piece at a time, about as much
+// as the lines it returns.
+func (s *Spool) readLines(pos Position, maxLines, maxBytes int, buf []byte, out []json.RawMessage) ([]json.RawMessage, Position, []byte, error) {
+	if maxLines <= 0 {
+		maxLines = 1
 	}
-	segs, tail, err := s.stableSegments()
+	segs, err := s.stableSegments()
 	if err != nil {
-		return nil, pos, err
+		return nil, pos, buf, err
 	}
-	var out []json.RawMessage
+	buf, out = buf[:0], out[:0]
 	size := 0
 	full := false
 	for i := 0; i < len(segs) && !full; i++ {
@@ -938,46 +945,71 @@ func (s *Spool) ReadLines(pos Position, max, maxBytes int) ([]json.RawMessage, P
 		if sg.num > pos.Segment {
 			pos = Position{Segment: sg.num}
 		}
-		data, sealed := tail.bytes(sg.num, pos.Offset, sg.stable)
-		if !sealed {
-			data, err = readRange(s.path(sg.num), pos.Offset, sg.stable)
-			if errors.Is(err, os.ErrNotExist) {
-				continue // dropped or acknowledged meanwhile
-			}
-			if err != nil {
-				return nil, pos, err
-			}
+		f, err := os.Open(s.path(sg.num))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // dropped or acknowledged meanwhile
 		}
-		base, off, corrupt := pos.Offset, 0, 0
-		for off < len(data) {
-			nl := bytes.IndexByte(data[off:], '\n')
-			if nl < 0 {
-				break // not a record (stable ends at a record's end); skipped below
+		if err != nil {
+			return nil, pos, buf, fmt.Errorf("read activity spool segment: %w", err)
+		}
+		var long int64 // a line is longer than the last read: read this much
+		for !full {
+			from, left := pos.Offset, sg.stable-pos.Offset
+			want := min(max(int64(maxBytes-size), readMin), readMax)
+			want = min(max(want, long), left)
+			n := len(buf)
+			buf = slices.Grow(buf, int(want))[:n+int(want)]
+			if _, err := f.ReadAt(buf[n:], from); err != nil && !errors.Is(err, io.EOF) {
+				f.Close()
+				return nil, pos, buf[:n], fmt.Errorf("read activity spool segment: %w", err)
 			}
-			line := data[off : off+nl]
-			if len(out) == max || len(out) > 0 && size+len(line) > maxBytes {
-				full = true
+			var cut bool
+			var corrupt int
+			out, size, pos, full, cut, corrupt = splitLines(buf[n:], pos, sg.own, out, size, maxLines, maxBytes)
+			if corrupt > 0 {
+				s.mu.Lock()
+				s.corrupt += uint64(corrupt)
+				s.mu.Unlock()
+			}
+			if !full && want == left {
+				pos.Offset = sg.stable // everything in the segment, damaged lines included, is read
 				break
 			}
-			off += nl + 1
-			pos.Offset = base + int64(off)
-			if !sealed && !validLine(line) {
-				corrupt++
-				continue
+			if cut && pos.Offset == from {
+				long = 2 * want
 			}
-			out = append(out, line)
-			size += len(line) + 1
 		}
-		if corrupt > 0 {
-			s.mu.Lock()
-			s.corrupt += uint64(corrupt)
-			s.mu.Unlock()
-		}
-		if !full {
-			pos.Offset = sg.stable // everything in the segment, damaged lines included, is read
-		}
+		f.Close()
 	}
-	return out, pos, nil
+	return out, pos, buf, nil
+}
+
+// splitLines adds the lines of data, which starts at pos, to out, up to maxLines lines and maxBytes
+// bytes of them (after at least one). Lines from offset own on are trusted; earlier ones are
+// checked and counted in corrupt when they are not records. pos moves past the lines taken or
+// skipped. cut reports data ending inside a line.
+func splitLines(data []byte, pos Position, own int64, out []json.RawMessage, size, maxLines, maxBytes int) (_ []json.RawMessage, _ int, _ Position, full, cut bool, corrupt int) {
+	base, off := pos.Offset, 0
+	for off < len(data) {
+		nl := bytes.IndexByte(data[off:], '\n')
+		if nl < 0 {
+			return out, size, pos, false, true, corrupt
+		}
+		line := data[off : off+nl : off+nl]
+		if len(out) == maxLines || len(out) > 0 && size+len(line) > maxBytes {
+			return out, size, pos, true, false, corrupt
+		}
+		start := base + int64(off)
+		off += nl + 1
+		pos.Offset = base + int64(off)
+		if start < own && !validLine(line) {
+			corrupt++
+			continue
+		}
+		out = append(out, line)
+		size += len(line) + 1
+	}
+	return out, size, pos, false, false, corrupt
 }
 
 // validLine reports whether a spool line is a record: what DecodeSegment accepts. The canonical
@@ -1007,7 +1039,7 @@ func (s *Spool) Read(pos Position, max int) ([]Record, Position, error) {
 	if max <= 0 {
 		max = 1
 	}
-	segs, _, err := s.stableSegments()
+	segs, err := s.stableSegments()
 	if err != nil {
 		return nil, pos, err
 	}

@@ -210,7 +210,26 @@ type session struct {
 	prep         policy.Prepared
 	classify     func(sql string) ([]policy.Statement, error) // the repository's dialect, cached
 	endOnce      sync.Once
+
+	// qualified remembers, per classified statement, its objects qualified with schema and their
+	// names for its record, so that a statement the session runs again costs no allocation. The
+	// key is the statement's first object: classifications are cached and never modified (see
+	// policy.Cache), and the key keeps its array alive, so an address is never reused for another.
+	qualified map[*policy.Object]qualifiedObjects
+	// refs is handed out to Verdicts a piece at a time, each piece once: the engine may keep one
+	// until the statement completes.
+	refs []uint64
 }
+
+type qualifiedObjects struct {
+	n       int // len(Objects) of the statement
+	schema  string
+	objects []policy.Object
+	names   []string
+}
+
+// maxQualified bounds a session's qualified cache; when full it starts again.
+const maxQualified = 64
 
 var _ proxy.StatementAuditor = (*session)(nil)
 
@@ -235,39 +254,52 @@ func (s *session) decide(st policy.Statement) policy.Decision {
 // Statement classifies, evaluates and records a statement message.
 func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdict {
 	var sts []policy.Statement
+	var fn [1]policy.Statement
 	if m.Path == proxy.PathFunction {
-		sts = []policy.Statement{{Kind: policy.KindFunction, Text: m.SQL}}
+		fn[0] = policy.Statement{Kind: policy.KindFunction, Text: m.SQL}
+		sts = fn[:]
 	} else {
 		var err error
 		sts, err = s.classify(m.SQL)
 		if err != nil {
-			r := s.record(policy.Statement{Kind: policy.KindUnsupported, Text: m.SQL, Unsupported: true}, policy.Decision{Mode: gatehouse.AccessEnforce, Reason: "statement could not be classified: " + err.Error()})
-			_ = s.a.spool.Append(ctx, r)
+			var r activity.Record
+			s.record(&r, s.a.now(), policy.Statement{Kind: policy.KindUnsupported, Text: m.SQL, Unsupported: true}, nil, policy.Decision{Mode: gatehouse.AccessEnforce, Reason: "statement could not be classified: " + err.Error()})
+			_ = s.a.spool.Append(ctx, &r)
 			return proxy.Verdict{Refusal: proxy.NotRecorded, Message: "Gatehouse could not classify this statement; it was not run"}
 		}
 	}
 	if len(sts) == 0 {
 		return proxy.Verdict{} // empty query: nothing runs
 	}
-	recs := make([]*activity.Record, len(sts))
+	// Most messages hold one statement: its record stays on the stack (the spool keeps no
+	// reference to what it is given).
+	var one [1]activity.Record
+	recs := one[:]
+	if len(sts) > 1 {
+		recs = make([]activity.Record, len(sts))
+	}
+	now := s.a.now()
 	var blocked *policy.Decision
+	var refusal policy.Decision
 	refresh := false
 	for i, st := range sts {
 		st = s.prep.Resolve(st)
-		st = policy.Qualify(st, s.schema)
+		st, names := s.qualify(st)
 		d := s.decide(st)
 		if d.Blocks() && blocked == nil {
-			blocked = &d
+			refusal = d
+			blocked = &refusal
 		}
 		refresh = refresh || st.ChangesDefaultSchema
-		recs[i] = s.record(st, d)
+		r := &recs[i]
+		s.record(r, now, st, names, d)
 		if m.Path == proxy.PathExtended && len(m.Params) > 0 {
-			recs[i].Params = m.Params
+			r.Params = m.Params
 		}
 	}
 	if blocked != nil {
-		for _, r := range recs {
-			if r.Decision == activity.DecisionAllow {
+		for i := range recs {
+			if r := &recs[i]; r.Decision == activity.DecisionAllow {
 				r.Reason = "not run: another statement of the same message was refused"
 			}
 		}
@@ -291,17 +323,50 @@ func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdi
 		}
 		return proxy.Verdict{Refusal: proxy.RefusedByPolicy, Message: msg}
 	}
-	refs := make([]uint64, len(recs))
-	for i, r := range recs {
-		refs[i] = r.Seq
+	refs := s.newRefs(len(recs))
+	for i := range recs {
+		refs[i] = recs[i].Seq
 	}
 	return proxy.Verdict{Refs: refs, RefreshSchema: refresh}
 }
 
-func (s *session) record(st policy.Statement, d policy.Decision) *activity.Record {
-	r := &activity.Record{
+// qualify returns st with its objects qualified with the session's schema (policy.Qualify), and
+// the objects' names as its record lists them (Statement.ObjectNames), from the session's cache
+// when it can.
+func (s *session) qualify(st policy.Statement) (policy.Statement, []string) {
+	if len(st.Objects) == 0 {
+		return st, nil
+	}
+	key := &st.Objects[0]
+	if q, ok := s.qualified[key]; ok && q.n == len(st.Objects) && q.schema == s.schema {
+		st.Objects = q.objects
+		return st, q.names
+	}
+	n := len(st.Objects)
+	st = policy.Qualify(st, s.schema)
+	names := st.ObjectNames()
+	if s.qualified == nil || len(s.qualified) >= maxQualified {
+		s.qualified = make(map[*policy.Object]qualifiedObjects)
+	}
+	s.qualified[key] = qualifiedObjects{n: n, schema: s.schema, objects: st.Objects, names: names}
+	return st, names
+}
+
+// newRefs returns a slice of n refs that no one else has.
+func (s *session) newRefs(n int) []uint64 {
+	if len(s.refs) < n {
+		s.refs = make([]uint64, max(n, 64))
+	}
+	refs := s.refs[:n:n]
+	s.refs = s.refs[n:]
+	return refs
+}
+
+// record fills r, the record of statement st (whose objects are named names) and its decision.
+func (s *session) record(r *activity.Record, now time.Time, st policy.Statement, names []string, d policy.Decision) {
+	*r = activity.Record{
 		Type:           activity.TypeStatement,
-		Time:           s.a.now(),
+		Time:           now,
 		SessionID:      s.id,
 		User:           s.subject.User,
 		Repository:     s.repo,
@@ -309,7 +374,7 @@ func (s *session) record(st policy.Statement, d policy.Decision) *activity.Recor
 		Statement:      st.Text,
 		Fingerprint:    st.Fingerprint,
 		Kind:           st.Kind,
-		Objects:        st.ObjectNames(),
+		Objects:        names,
 		Decision:       activity.DecisionAllow,
 		Rule:           d.Rule,
 		Mode:           d.Mode,
@@ -318,14 +383,13 @@ func (s *session) record(st policy.Statement, d policy.Decision) *activity.Recor
 	if !d.Allowed {
 		r.Decision = activity.DecisionDeny
 	}
-	return r
 }
 
 // Complete defers the statement.end record of ref to the spool (activity.Spool.Defer): it is
 // written with the next record or by the spool's background syncer, so that the server's answers
 // reach the client without waiting for the disk, and the outcomes of many statements share a write.
 func (s *session) Complete(ref uint64, c proxy.Completion) {
-	r := &activity.Record{
+	r := activity.Record{
 		Type:           activity.TypeStatementEnd,
 		Time:           s.a.now(),
 		SessionID:      s.id,
@@ -340,7 +404,7 @@ func (s *session) Complete(ref uint64, c proxy.Completion) {
 	if c.NotExecuted {
 		r.Reason = "not executed"
 	}
-	s.a.spool.Defer(r)
+	s.a.spool.Defer(&r) // a copy: r stays on the stack
 }
 
 // Close records the session's end after the outcomes of its statements (Append writes deferred
