@@ -239,7 +239,15 @@ func (e *env) loginSSO(ctx context.Context, server string, openBrowser bool, tim
 		}
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer func() {
+		// Let the handler finish the page it is writing: the result is handed over before the
+		// handler returns, and Close would cut the browser off mid-response.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
+	}()
 
 	fmt.Fprintln(e.Stderr, SSOURLPrefix+loginURL)
 	if openBrowser {
