@@ -9,12 +9,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehousedb/gatehouse/internal/activity"
+	"github.com/gatehousedb/gatehouse/internal/activity/activitytest"
 )
 
 // TestDecodeBatch: the one-pass decoding of canonical batches finds what decodeBatch finds, and
 // leaves every other body to it.
 func TestDecodeBatch(t *testing.T) {
-	lines := newChain("sc1", "inst1").lines(t, 6)
+	lines := activitytest.NewChain("sc1", "inst1").Lines(t, 6)
 	canonical := batchBody(lines)
 	spaced := `{"records":[` + string(lines[0]) + `,` + strings.Replace(string(lines[1]), `,"type":`, `, "type" :`, 1) + "]}"
 	pretty := func() string {
@@ -83,7 +84,7 @@ func TestDecodeBatch(t *testing.T) {
 // FuzzDecodeBatch: whatever decodeCanonicalBatch accepts, decodeBatch accepts with the same
 // records, so the fast path changes nothing the API answers or stores.
 func FuzzDecodeBatch(f *testing.F) {
-	lines := newChain("sc1", "inst1").lines(f, 3)
+	lines := activitytest.NewChain("sc1", "inst1").Lines(f, 3)
 	f.Add(batchBody(lines))
 	f.Add(batchBody(lines[:1]))
 	f.Add([]byte(`{"records":[]}`))
@@ -132,7 +133,7 @@ func TestIsCompact(t *testing.T) {
 
 // FuzzDecodeRecord: what decodeRecord accepts, json.Unmarshal accepts and decodes the same.
 func FuzzDecodeRecord(f *testing.F) {
-	for _, l := range newChain("sc1", "inst1").lines(f, 2) {
+	for _, l := range activitytest.NewChain("sc1", "inst1").Lines(f, 2) {
 		f.Add([]byte(l))
 	}
 	f.Add([]byte(`{"seq":1,"type":"session.start","time":"2026-11-23T09:00:00.5+01:00","groups":["eng","a\u003cb"],"tls":true,"outcome":"success","reason":"caf\u00e9 \"x\""}`))
@@ -163,7 +164,7 @@ func TestDecodeRecord(t *testing.T) {
 		raw  string
 		want bool
 	}{
-		{"statement", string(newChain("sc1", "i").lines(t, 1)[0]), true},
+		{"statement", string(activitytest.NewChain("sc1", "i").Lines(t, 1)[0]), true},
 		{"escapes", `{"seq":1,"type":"x","statement":"select \"a\" \u003c 1\n"}`, true},
 		{"empty lists", `{"seq":1,"type":"x","objects":[],"groups":["g"]}`, true},
 		{"numbers", `{"seq":18446744073709551615,"type":"x","rows":-1,"duration_ms":0.001}`, true},

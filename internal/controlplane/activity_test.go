@@ -65,7 +65,7 @@ func TestActivityIngest(t *testing.T) {
 				t.Errorf("ack %+v, want %+v", got, want)
 			}
 		}
-		lines := s.chain.lines(t, 300)
+		lines := s.chain.Lines(t, 300)
 
 		// A bad record in the middle of a batch: nothing of the batch is stored.
 		bad := append([]json.RawMessage(nil), lines[:150]...)

@@ -10,60 +10,9 @@ import (
 	"time"
 
 	"github.com/gatehousedb/gatehouse/internal/activity"
+	"github.com/gatehousedb/gatehouse/internal/activity/activitytest"
 	"github.com/gatehousedb/gatehouse/internal/store"
 )
-
-// chain makes activity records as a sidecar's spool does: statement and statement.end pairs of one
-// instance, sealed into its hash chain, encoded as the spool encodes them (json.Marshal gives the
-// same bytes).
-type chain struct {
-	sidecar, instance string
-	seq               uint64
-	prev              string
-	t                 time.Time
-}
-
-func newChain(sidecar, instance string) *chain {
-	return &chain{sidecar: sidecar, instance: instance, t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *chain) seal(tb testing.TB, r *activity.Record) json.RawMessage {
-	tb.Helper()
-	c.seq++
-	c.t = c.t.Add(1234567 * time.Nanosecond)
-	r.Seq, r.Time, r.SidecarID, r.InstanceID, r.PrevHash, r.Hash = c.seq, c.t, c.sidecar, c.instance, c.prev, ""
-	h, err := activity.ComputeHash(r)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r.Hash, c.prev = h, h
-	raw, err := json.Marshal(r)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return raw
-}
-
-// lines returns n records' lines (n/2 statements, each followed by its statement.end).
-func (c *chain) lines(tb testing.TB, n int) []json.RawMessage {
-	out := make([]json.RawMessage, 0, n)
-	for len(out) < n {
-		st := activity.Record{Type: activity.TypeStatement, SessionID: "KX4PMVQ7ZB2N5HRT6YW3JCAD8E",
-			User: "alice@example.com", Repository: "sales", RepositoryUser: "reader",
-			Statement:   fmt.Sprintf("SELECT c.id, c.name, c.email, o.total FROM public.customers c JOIN public.orders o ON o.customer_id = c.id WHERE c.id = %d", c.seq),
-			Fingerprint: "9f3c2a61d0b47e85", Kind: "select",
-			Objects:  []string{"public.customers", "public.customers.email", "public.customers.id", "public.customers.name", "public.orders", "public.orders.customer_id", "public.orders.total"},
-			Decision: activity.DecisionAllow, Rule: "sales-ro#0", Mode: "enforce"}
-		out = append(out, c.seal(tb, &st))
-		if len(out) == n {
-			break
-		}
-		end := activity.Record{Type: activity.TypeStatementEnd, SessionID: st.SessionID, Ref: st.Seq,
-			User: st.User, Repository: st.Repository, RepositoryUser: st.RepositoryUser, Rows: 1, DurationMS: 0.734}
-		out = append(out, c.seal(tb, &end))
-	}
-	return out
-}
 
 // stored decodes lines as the API does before it calls AddActivity.
 func stored(tb testing.TB, lines []json.RawMessage) []activity.Stored {
@@ -99,14 +48,14 @@ func BenchmarkAddActivity(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			c := newChain("sc1", "inst1")
+			c := activitytest.NewChain("sc1", "inst1")
 			b.ReportAllocs()
 			b.ResetTimer()
 			var cpu time.Duration
 			for done := 0; done < b.N; {
 				n := min(batch, b.N-done)
 				b.StopTimer()
-				recs := stored(b, c.lines(b, n))
+				recs := stored(b, c.Lines(b, n))
 				b.StartTimer()
 				before := cpuTime()
 				got, dups, err := s.AddActivity(ctx, recs)

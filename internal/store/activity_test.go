@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/activity"
+	"github.com/gatehousedb/gatehouse/internal/activity/activitytest"
 	"github.com/gatehousedb/gatehouse/internal/store"
 )
 
@@ -110,8 +111,8 @@ func TestRepositoryRecordParameters(t *testing.T) {
 func TestAddActivityDuplicates(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *store.Store, _ string) {
 		ctx := context.Background()
-		c := newChain("sc1", "inst1")
-		all := stored(t, c.lines(t, 260))
+		c := activitytest.NewChain("sc1", "inst1")
+		all := stored(t, c.Lines(t, 260))
 		// Some records already stored, the 1st, the 100th and 101st among them.
 		var first []activity.Stored
 		for _, i := range []int{0, 1, 99, 100, 150} {
@@ -167,8 +168,8 @@ func TestAddActivityDuplicates(t *testing.T) {
 func TestAddActivityColumns(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *store.Store, dsn string) {
 		ctx := context.Background()
-		c := newChain("sc1", "inst1")
-		recs := stored(t, c.lines(t, 6))
+		c := activitytest.NewChain("sc1", "inst1")
+		recs := stored(t, c.Lines(t, 6))
 		// Objects that json.Marshal escapes, and a statement without objects.
 		recs[0].Record.Objects = []string{`public."we<ird>"`, "public.caf\u00e9", "a&b"}
 		recs[4].Record.Objects = []string{}
@@ -210,7 +211,7 @@ func TestAddActivityColumns(t *testing.T) {
 			return
 		}
 		// PostgreSQL refuses a NUL in text: the batch around it is not stored either.
-		more := stored(t, c.lines(t, 250))
+		more := stored(t, c.Lines(t, 250))
 		more[180].Record.Statement = "select \x00"
 		if _, _, err := s.AddActivity(ctx, more); err == nil {
 			t.Fatal("a batch with a record PostgreSQL refuses was stored")

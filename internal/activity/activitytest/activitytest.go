@@ -1,0 +1,66 @@
+// Package activitytest makes activity records for tests and benchmarks of the packages that take
+// them (the API, the store, the control plane), the way a sidecar's spool makes them.
+package activitytest
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gatehousedb/gatehouse/internal/activity"
+)
+
+// Chain makes activity records as a sidecar's spool does: statement and statement.end pairs of one
+// instance, sealed into its hash chain, encoded as the spool encodes them (json.Marshal gives the
+// same bytes).
+type Chain struct {
+	sidecar, instance string
+	seq               uint64
+	prev              string
+	t                 time.Time
+}
+
+// NewChain starts the chain of one sidecar instance.
+func NewChain(sidecar, instance string) *Chain {
+	return &Chain{sidecar: sidecar, instance: instance, t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
+}
+
+// Seal numbers r as the next record of the chain, hashes it and returns its line.
+func (c *Chain) Seal(tb testing.TB, r *activity.Record) json.RawMessage {
+	tb.Helper()
+	c.seq++
+	c.t = c.t.Add(1234567 * time.Nanosecond)
+	r.Seq, r.Time, r.SidecarID, r.InstanceID, r.PrevHash, r.Hash = c.seq, c.t, c.sidecar, c.instance, c.prev, ""
+	h, err := activity.ComputeHash(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.Hash, c.prev = h, h
+	raw, err := json.Marshal(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return raw
+}
+
+// Lines returns n records' lines (n/2 statements, each followed by its statement.end).
+func (c *Chain) Lines(tb testing.TB, n int) []json.RawMessage {
+	out := make([]json.RawMessage, 0, n)
+	for len(out) < n {
+		st := activity.Record{Type: activity.TypeStatement, SessionID: "KX4PMVQ7ZB2N5HRT6YW3JCAD8E",
+			User: "alice@example.com", Repository: "sales", RepositoryUser: "reader",
+			Statement:   fmt.Sprintf("SELECT c.id, c.name, c.email, o.total FROM public.customers c JOIN public.orders o ON o.customer_id = c.id WHERE c.id = %d", c.seq),
+			Fingerprint: "9f3c2a61d0b47e85", Kind: "select",
+			Objects:  []string{"public.customers", "public.customers.email", "public.customers.id", "public.customers.name", "public.orders", "public.orders.customer_id", "public.orders.total"},
+			Decision: activity.DecisionAllow, Rule: "sales-ro#0", Mode: "enforce"}
+		out = append(out, c.Seal(tb, &st))
+		if len(out) == n {
+			break
+		}
+		end := activity.Record{Type: activity.TypeStatementEnd, SessionID: st.SessionID, Ref: st.Seq,
+			User: st.User, Repository: st.Repository, RepositoryUser: st.RepositoryUser, Rows: 1, DurationMS: 0.734}
+		out = append(out, c.Seal(tb, &end))
+	}
+	return out
+}
