@@ -24,7 +24,7 @@ func layer(pkg string) (int, bool) {
 	case strings.HasPrefix(pkg, "internal/proxy/"), strings.HasPrefix(pkg, "internal/secret/"),
 		strings.HasPrefix(pkg, "internal/sqlparse"), pkg == "internal/store", pkg == "internal/api", pkg == "internal/scim",
 		pkg == "internal/auth", pkg == "internal/web", pkg == "internal/pgserver", pkg == "internal/mysqlserver",
-		pkg == "internal/mysqlpeer":
+		pkg == "internal/mysqlpeer", pkg == "internal/activity/activitytest":
 		return 2, true
 	case pkg == "internal/controlplane", pkg == "internal/sidecar":
 		return 3, true
