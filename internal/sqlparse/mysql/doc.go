@@ -35,6 +35,10 @@
 // matching deny rules. "SELECT *" and "t.*" give column "*"; INSERT without a column list writes
 // "*"; DELETE and count(*) touch the table without a column.
 //
+// NewCache remembers classifications per text and, through Shape, per shape: texts that differ only
+// in literal values and comments share one parse. Shape refuses whatever depends on the session's
+// sql_mode (double quotes, backslashes) or on a literal's value (see its documentation).
+//
 // Differences between the grammar and the server that matter for policy, and how they are met:
 //   - MySQL version comments /*!NNNNN ... */ are code for both.
 //   - MariaDB executable comments /*M!NNNNNN ... */ are code for MariaDB and a comment for the TiDB
