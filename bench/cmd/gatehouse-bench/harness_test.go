@@ -116,3 +116,23 @@ func TestAggregate(t *testing.T) {
 		t.Error("direct has a proxy CPU figure")
 	}
 }
+
+func TestParseOnly(t *testing.T) {
+	got, err := parseOnly(" select, rows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]bool{"select": true, "rows": true}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	cfg := config{only: got}
+	if !cfg.selected("rows") || cfg.selected("idle") {
+		t.Errorf("selected: rows %v, idle %v; want true, false", cfg.selected("rows"), cfg.selected("idle"))
+	}
+	if all, err := parseOnly(""); err != nil || all != nil || !(config{only: all}).selected("storm") {
+		t.Errorf(`parseOnly("") = %v, %v; want every group selected`, all, err)
+	}
+	if _, err := parseOnly("select,selects"); err == nil || !strings.Contains(err.Error(), `"selects"`) {
+		t.Errorf("an unknown group: err = %v, want one naming it", err)
+	}
+}

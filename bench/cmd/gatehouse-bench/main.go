@@ -48,6 +48,22 @@ type config struct {
 // workloadGroups are the names -only accepts.
 var workloadGroups = []string{"select", "connect", "rows", "storm", "idle"}
 
+// parseOnly reads -only: comma-separated workload groups; empty selects all (nil).
+func parseOnly(list string) (map[string]bool, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	only := map[string]bool{}
+	for _, g := range strings.Split(list, ",") {
+		g = strings.TrimSpace(g)
+		if !slices.Contains(workloadGroups, g) {
+			return nil, fmt.Errorf("unknown workload group %q; use %s", g, strings.Join(workloadGroups, ", "))
+		}
+		only[g] = true
+	}
+	return only, nil
+}
+
 // selected reports whether a workload group is to run.
 func (c config) selected(group string) bool { return len(c.only) == 0 || c.only[group] }
 
@@ -66,16 +82,10 @@ func main() {
 	only := flag.String("only", os.Getenv("ONLY"), "comma-separated workload groups to run (ONLY): "+strings.Join(workloadGroups, ", ")+"; default all")
 	flag.IntVar(&cfg.cpNice, "cp-nice", 10, "niceness of the control plane process (it is not on the data path; in production it runs elsewhere); 0 runs it at normal priority")
 	flag.Parse()
-	if *only != "" {
-		cfg.only = map[string]bool{}
-		for _, g := range strings.Split(*only, ",") {
-			g = strings.TrimSpace(g)
-			if !slices.Contains(workloadGroups, g) {
-				fmt.Fprintf(os.Stderr, "gatehouse-bench: -only: unknown workload group %q; use %s\n", g, strings.Join(workloadGroups, ", "))
-				os.Exit(2)
-			}
-			cfg.only[g] = true
-		}
+	var err error
+	if cfg.only, err = parseOnly(*only); err != nil {
+		fmt.Fprintln(os.Stderr, "gatehouse-bench: -only:", err)
+		os.Exit(2)
 	}
 	if cfg.cpNice < 0 || cfg.cpNice > 19 {
 		fmt.Fprintf(os.Stderr, "gatehouse-bench: -cp-nice must be between 0 and 19, not %d\n", cfg.cpNice)
