@@ -95,7 +95,12 @@ func appendStringsField(b []byte, key string, vs []string) []byte {
 	if len(vs) == 0 {
 		return b
 	}
-	b = append(b, key...)
+	return AppendJSONStrings(append(b, key...), vs)
+}
+
+// AppendJSONStrings appends vs as a JSON array, with encoding/json's bytes for each string (see
+// appendJSONString).
+func AppendJSONStrings(b []byte, vs []string) []byte {
 	b = append(b, '[')
 	for i, v := range vs {
 		if i > 0 {

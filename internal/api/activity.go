@@ -94,10 +94,12 @@ func (a *API) receiveActivity(w http.ResponseWriter, r *http.Request) {
 }
 
 // readActivityBody reads the request body into a buffer of its announced length, so that a batch
-// of megabytes is not copied over and over as io.ReadAll grows its buffer.
+// of megabytes is not copied over and over as io.ReadAll grows its buffer. The first allocation is
+// at most a sidecar's largest batch: an announced length is only a promise.
 func readActivityBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, syncapi.MaxActivityBody)
 	if n := r.ContentLength; n > 0 && n <= syncapi.MaxActivityBody {
+		n = min(n, activity.DefaultMaxBatchBytes+64<<10)
 		buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead)) // ReadFrom grows below MinRead free
 		_, err := buf.ReadFrom(body)
 		return buf.Bytes(), err
@@ -112,19 +114,13 @@ func decodeBatch(body []byte, sidecarID string) ([]activity.Stored, error) {
 		return nil, gatehouse.Invalid("records", "the batch is not a JSON object with a records list: %v", err)
 	}
 	recs := make([]activity.Stored, len(batch.Records))
-	var compact bytes.Buffer // one buffer for the records that need compacting
 	for i, raw := range batch.Records {
 		st := &recs[i]
-		if isCompact(raw) {
-			st.Raw = raw
-		} else {
-			start := compact.Len()
-			if err := json.Compact(&compact, raw); err != nil {
-				return nil, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "not a JSON object: %v", err)
-			}
-			// The buffer may move as it grows; a record keeps the bytes it was given.
-			st.Raw = compact.Bytes()[start:compact.Len():compact.Len()]
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw); err != nil {
+			return nil, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "not a JSON object: %v", err)
 		}
+		st.Raw = compact.Bytes()
 		if err := json.Unmarshal(st.Raw, &st.Record); err != nil {
 			return nil, gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "not an activity record: %v", err)
 		}
@@ -215,24 +211,6 @@ func objectEnd(b []byte) int {
 		}
 	}
 	return -1
-}
-
-// isCompact reports whether raw, valid JSON, has no whitespace outside strings: whether
-// json.Compact would return it unchanged.
-func isCompact(raw []byte) bool {
-	for i := 0; i < len(raw); i++ {
-		switch raw[i] {
-		case '"':
-			for i++; i < len(raw) && raw[i] != '"'; i++ {
-				if raw[i] == '\\' {
-					i++
-				}
-			}
-		case ' ', '\t', '\n', '\r':
-			return false
-		}
-	}
-	return true
 }
 
 type activityPage struct {

@@ -3,12 +3,9 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/activity"
@@ -16,18 +13,6 @@ import (
 	"github.com/gatehousedb/gatehouse/internal/auth"
 	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
-
-// batchBody is the body syncapi.Client.ShipActivity sends for lines.
-func batchBody(lines []json.RawMessage) []byte {
-	body := []byte(`{"records":[`)
-	for i, l := range lines {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, l...)
-	}
-	return append(body, "]}"...)
-}
 
 // discardStore takes activity and keeps none of it, so that a benchmark sees the API's own work.
 type discardStore struct{ Store }
@@ -45,17 +30,17 @@ func BenchmarkReceiveActivity(b *testing.B) {
 		b.Fatal(err)
 	}
 	lines := activitytest.NewChain("sc1", "inst1").Lines(b, batch)
-	body := batchBody(lines)
+	body := activitytest.Body(b, lines)
 	p := &auth.SidecarPrincipal{Sidecar: &gatehouse.Sidecar{ID: "sc1"}, InstanceID: "inst1"}
 	ctx := context.WithValue(context.Background(), sidecarKey{}, p)
 	b.SetBytes(int64(len(body) / batch))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := cpuTime()
+	start := activitytest.CPUTime()
 	for done := 0; done < b.N; done += batch {
 		body := body
 		if n := b.N - done; n < batch {
-			body = batchBody(lines[:n])
+			body = activitytest.Body(b, lines[:n])
 		}
 		req := httptest.NewRequestWithContext(ctx, "POST", syncapi.ActivityPath, bytes.NewReader(body))
 		w := httptest.NewRecorder()
@@ -64,12 +49,5 @@ func BenchmarkReceiveActivity(b *testing.B) {
 			b.Fatalf("status %d: %s", w.Code, w.Body)
 		}
 	}
-	b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
-}
-
-// cpuTime is the CPU time this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((activitytest.CPUTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }

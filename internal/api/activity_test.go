@@ -16,7 +16,7 @@ import (
 // leaves every other body to it.
 func TestDecodeBatch(t *testing.T) {
 	lines := activitytest.NewChain("sc1", "inst1").Lines(t, 6)
-	canonical := batchBody(lines)
+	canonical := activitytest.Body(t, lines)
 	spaced := `{"records":[` + string(lines[0]) + `,` + strings.Replace(string(lines[1]), `,"type":`, `, "type" :`, 1) + "]}"
 	pretty := func() string {
 		var b bytes.Buffer
@@ -30,7 +30,7 @@ func TestDecodeBatch(t *testing.T) {
 		err       string // from decodeBatch
 	}{
 		{"canonical", string(canonical), true, ""},
-		{"one record", string(batchBody(lines[:1])), true, ""},
+		{"one record", string(activitytest.Body(t, lines[:1])), true, ""},
 		{"empty", `{"records":[]}`, true, ""},
 		{"null records", `{"records":null}`, false, ""},
 		{"record with spaces", spaced, false, ""},
@@ -85,8 +85,8 @@ func TestDecodeBatch(t *testing.T) {
 // records, so the fast path changes nothing the API answers or stores.
 func FuzzDecodeBatch(f *testing.F) {
 	lines := activitytest.NewChain("sc1", "inst1").Lines(f, 3)
-	f.Add(batchBody(lines))
-	f.Add(batchBody(lines[:1]))
+	f.Add(activitytest.Body(f, lines))
+	f.Add(activitytest.Body(f, lines[:1]))
 	f.Add([]byte(`{"records":[]}`))
 	f.Add([]byte(`{"records":[{"seq":1,"type":"x","sidecar_id":"sc1","instance_id":"i","reason":"}\"{"}]}`))
 	f.Add([]byte(`{"records":[{"seq":1,"type":"x","sidecar_id":"sc1","instance_id":"i"},{"seq":2}]}`))
@@ -103,32 +103,6 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("decodeCanonicalBatch (-decodeBatch +got):\n%s", diff)
 		}
 	})
-}
-
-func TestIsCompact(t *testing.T) {
-	for _, tc := range []struct {
-		raw  string
-		want bool
-	}{
-		{`{"a":1}`, true},
-		{`{"a":"x y\t"}`, true},
-		{`{"a":"\" "}`, true},
-		{`{"a":"\\" }`, false},
-		{`{ "a":1}`, false},
-		{"{\"a\":1\n}", false},
-		{`[1, 2]`, false},
-	} {
-		if got := isCompact([]byte(tc.raw)); got != tc.want {
-			t.Errorf("isCompact(%s) = %v, want %v", tc.raw, got, tc.want)
-		}
-		var b bytes.Buffer
-		if err := json.Compact(&b, []byte(tc.raw)); err != nil {
-			t.Fatal(err)
-		}
-		if same := b.String() == tc.raw; same != tc.want {
-			t.Errorf("json.Compact(%s) unchanged: %v; isCompact must agree", tc.raw, same)
-		}
-	}
 }
 
 // FuzzDecodeRecord: what decodeRecord accepts, json.Unmarshal accepts and decodes the same.

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,18 +111,12 @@ func benchShip(b *testing.B, storeURL string, batch int) {
 		b.StopTimer()
 		lines := s.chain.Lines(b, n)
 		b.StartTimer()
-		before := cpuTime()
+		before := activitytest.CPUTime()
 		if err := s.client.ShipActivity(ctx, lines); err != nil {
 			b.Fatal(err)
 		}
-		cpu += cpuTime() - before
+		cpu += activitytest.CPUTime() - before
 		done += n
 	}
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

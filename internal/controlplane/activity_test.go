@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehousedb/gatehouse/internal/activity"
+	"github.com/gatehousedb/gatehouse/internal/activity/activitytest"
 	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
 
@@ -36,19 +37,6 @@ func (s *shipper) post(t *testing.T, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func body(lines []json.RawMessage) string {
-	var b strings.Builder
-	b.WriteString(`{"records":[`)
-	for i, l := range lines {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(l)
-	}
-	b.WriteString("]}")
-	return b.String()
-}
-
 // TestActivityIngest: batches are stored whole or not at all, duplicates (within a batch and of
 // stored records) are counted and ignored, and each record is kept as sent, compacted.
 func TestActivityIngest(t *testing.T) {
@@ -71,10 +59,10 @@ func TestActivityIngest(t *testing.T) {
 		bad := append([]json.RawMessage(nil), lines[:150]...)
 		bad = append(bad, json.RawMessage(`{"seq":151,"type":"statement","sidecar_id":"someone-else","instance_id":"inst1"}`))
 		bad = append(bad, lines[151:]...)
-		if status, answer := s.post(t, body(bad)); status != http.StatusBadRequest || !strings.Contains(answer, "records[150].sidecar_id") {
+		if status, answer := s.post(t, string(activitytest.Body(t, bad))); status != http.StatusBadRequest || !strings.Contains(answer, "records[150].sidecar_id") {
 			t.Errorf("batch with another sidecar's record = %d %s, want 400 on records[150].sidecar_id", status, answer)
 		}
-		if status, answer := s.post(t, body(lines[:150])[:5000]+`"]}`); status != http.StatusBadRequest {
+		if status, answer := s.post(t, string(activitytest.Body(t, lines[:150]))[:5000]+`"]}`); status != http.StatusBadRequest {
 			t.Errorf("cut batch = %d %s, want 400", status, answer)
 		}
 		if got, err := s.srv.store.ListActivity(t.Context(), activity.Filter{Chain: true}); err != nil || len(got) != 0 {
@@ -83,10 +71,10 @@ func TestActivityIngest(t *testing.T) {
 
 		// Stored records, sent again among new ones and repeated within the batch, across the
 		// store's groups of rows.
-		ack(t, body(lines[95:105]), 10, 0)
+		ack(t, string(activitytest.Body(t, lines[95:105])), 10, 0)
 		again := append([]json.RawMessage(nil), lines[:200]...)
 		again = append(again, lines[3], lines[101], lines[199])
-		ack(t, body(again), 190, 13)
+		ack(t, string(activitytest.Body(t, again)), 190, 13)
 
 		// Records as a sidecar might format them (indented, spaced) are stored compacted, and
 		// canonical ones byte for byte.
@@ -96,7 +84,7 @@ func TestActivityIngest(t *testing.T) {
 		}
 		spaced := "{\"records\": [\n" + indented.String() + ",\n" + string(lines[201]) + " ]}"
 		ack(t, spaced, 2, 0)
-		ack(t, body(lines[200:]), 98, 2)
+		ack(t, string(activitytest.Body(t, lines[200:])), 98, 2)
 
 		got, err := s.srv.store.ListActivity(t.Context(), activity.Filter{Chain: true})
 		if err != nil {

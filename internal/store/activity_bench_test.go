@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,9 +56,9 @@ func BenchmarkAddActivity(b *testing.B) {
 				b.StopTimer()
 				recs := stored(b, c.Lines(b, n))
 				b.StartTimer()
-				before := cpuTime()
+				before := activitytest.CPUTime()
 				got, dups, err := s.AddActivity(ctx, recs)
-				cpu += cpuTime() - before
+				cpu += activitytest.CPUTime() - before
 				if err != nil || got != n || dups != 0 {
 					b.Fatalf("AddActivity = %d, %d, %v; want %d, 0", got, dups, err, n)
 				}
@@ -68,12 +67,4 @@ func BenchmarkAddActivity(b *testing.B) {
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// cpuTime is the CPU time this process has used, user and system: on PostgreSQL, ns/op includes
-// waiting for the server, and cpu-ns/op is what the control plane itself spends.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -20,15 +20,3 @@ func TestObjectsJSON(t *testing.T) {
 		}
 	}
 }
-
-func FuzzObjectsJSON(f *testing.F) {
-	f.Add("public.customers", "public.orders.total")
-	f.Add("a<b", "")
-	f.Fuzz(func(t *testing.T, a, b string) {
-		objects := []string{a, b}
-		want, _ := json.Marshal(objects)
-		if got := objectsJSON(objects); got != string(want) {
-			t.Errorf("objectsJSON(%q) = %s, want %s", objects, got, want)
-		}
-	})
-}

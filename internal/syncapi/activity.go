@@ -28,13 +28,30 @@ type ActivityAck struct {
 }
 
 // ShipActivity sends a batch of activity records, each already encoded as one JSON object (a line
-// of the spool). The body is an ActivityBatch built from the records' bytes as they are: they are
-// not decoded, checked or re-encoded here (json.Marshal of a RawMessage would re-scan each).
+// of the spool), in the body ActivityBody builds.
 func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) error {
+	body, err := ActivityBody(records)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodPost, ActivityPath, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return statusError(resp)
+	}
+	return nil
+}
+
+// ActivityBody is an ActivityBatch of records built from the records' bytes as they are: they are
+// not decoded, checked or re-encoded (json.Marshal of a RawMessage would re-scan each).
+func ActivityBody(records []json.RawMessage) ([]byte, error) {
 	n := len(`{"records":[]}`)
 	for _, r := range records {
 		if len(r) == 0 {
-			return fmt.Errorf("encode activity batch: empty record")
+			return nil, fmt.Errorf("encode activity batch: empty record")
 		}
 		n += len(r) + 1
 	}
@@ -46,14 +63,5 @@ func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) er
 		}
 		body = append(body, r...)
 	}
-	body = append(body, "]}"...)
-	resp, err := c.do(ctx, http.MethodPost, ActivityPath, body)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return statusError(resp)
-	}
-	return nil
+	return append(body, "]}"...), nil
 }

@@ -5,10 +5,12 @@ package activitytest
 import (
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gatehousedb/gatehouse/internal/activity"
+	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
 
 // Chain makes activity records as a sidecar's spool does: statement and statement.end pairs of one
@@ -63,4 +65,22 @@ func (c *Chain) Lines(tb testing.TB, n int) []json.RawMessage {
 		out = append(out, c.Seal(tb, &end))
 	}
 	return out
+}
+
+// CPUTime is the CPU the test process has used (user and system), for benchmarks that report CPU
+// per operation.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Body is the request body a sidecar sends for lines (syncapi.ActivityBody).
+func Body(tb testing.TB, lines []json.RawMessage) []byte {
+	tb.Helper()
+	b, err := syncapi.ActivityBody(lines)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
