@@ -755,9 +755,9 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-// TestReadLinesTailAcrossTrims: the shipper's reads stay complete and in order while the in-memory
-// tail fills up, drops what was acknowledged and the segments rotate.
-func TestReadLinesTailAcrossTrims(t *testing.T) {
+// TestReadLinesAcrossAcks: the shipper's reads stay complete and in order while records are
+// written, acknowledged and the segments rotate.
+func TestReadLinesAcrossAcks(t *testing.T) {
 	s := open(t, activity.Config{MaxBytes: 64 << 20})
 	pos := s.Acked()
 	next := uint64(1)

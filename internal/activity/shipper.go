@@ -79,7 +79,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 		}
 		changed := s.Spool.Changed()
 		if cap(buf) > 1<<20 && len(buf) < cap(buf)/8 {
-			buf = nil
+			buf, recs = nil, nil // recs beyond its length would keep the old buffer alive
 		}
 		var next Position
 		var err error

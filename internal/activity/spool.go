@@ -135,10 +135,13 @@ type Spool struct {
 	canon    []byte           // the previous hash and a record's canonical JSON, without hash
 	hashes   *strings.Builder // of hashString
 	line     []byte
-	// mustRotate is set when a failed write left bytes in the active segment that could not be
-	// cut: the next record goes to a new segment.
-	mustRotate bool
-	writeHook  func(*os.File, []byte) (int, error) // tests: instead of (*os.File).Write
+	// broken is set when a failed write left bytes in the active segment that could not be cut:
+	// complete lines of records the chain in memory has undone may be among them, so nothing more
+	// is written (every Append fails with it) until the spool is opened again, which takes the
+	// chain up from what the file holds.
+	broken       error
+	writeHook    func(*os.File, []byte) (int, error) // tests: instead of (*os.File).Write
+	truncateHook func(*os.File, int64) error         // tests: instead of (*os.File).Truncate
 
 	// Deferred records (Defer), written before the next Append's or by the background syncer.
 	dmu          sync.Mutex
@@ -546,6 +549,9 @@ func (s *Spool) appendLocked(r *Record) (uint64, error) {
 	if s.closed {
 		return 0, ErrClosed
 	}
+	if s.broken != nil {
+		return 0, s.broken
+	}
 	for attempt := 0; ; attempt++ {
 		line, err := s.seal(r)
 		if err != nil {
@@ -557,7 +563,7 @@ func (s *Spool) appendLocked(r *Record) (uint64, error) {
 		}
 		// spool.dropped records may overshoot MaxBytes a little: they are what makes a drop visible.
 		if s.total+need <= s.cfg.MaxBytes || r.Type == TypeDropped {
-			if (s.mustRotate || s.needsRotate(need)) && s.syncing {
+			if s.needsRotate(need) && s.syncing {
 				// Rotation must wait for the sync of the active segment, and waiting releases the
 				// lock: another Append may take this seq meanwhile, so seal again afterwards.
 				if err := s.flushPend(); err != nil {
@@ -596,7 +602,7 @@ func (s *Spool) seal(r *Record) ([]byte, error) {
 	r.Seq, r.PrevHash, r.Hash = seq+1, prev, ""
 	buf, ok := appendRecord(append(s.canon[:0], prev...), r)
 	if !ok {
-		c := *r // encoding/json keeps what it is given: a copy leaves r where the caller put it
+		c := *r // a pointer given to encoding/json escapes: encoding a copy lets r stay on the caller's stack
 		s.encBuf.Reset()
 		if err := s.enc.Encode(&c); err != nil {
 			return nil, fmt.Errorf("encode activity record %d: %w", r.Seq, err)
@@ -631,7 +637,7 @@ func (s *Spool) hashString(h []byte) string {
 
 // write adds a sealed line to pend and moves the chain head; flushPend writes it.
 func (s *Spool) write(line []byte, r *Record) (uint64, error) {
-	if s.mustRotate || s.needsRotate(int64(len(line))) {
+	if s.needsRotate(int64(len(line))) {
 		if err := s.rotate(); err != nil {
 			return 0, err
 		}
@@ -659,13 +665,19 @@ func (s *Spool) flushPend() error {
 	if write == nil {
 		write = (*os.File).Write
 	}
+	if s.broken != nil {
+		return s.broken
+	}
 	n, err := write(s.active, s.pend)
 	if err != nil {
 		if n > 0 {
-			if terr := s.active.Truncate(s.pendFrom.size); terr != nil {
-				// The torn line stays, and the next write would land after it: go on in a new
-				// segment. (Read skips the torn line, which has no newline.)
-				s.mustRotate = true
+			truncate := s.truncateHook
+			if truncate == nil {
+				truncate = (*os.File).Truncate
+			}
+			if terr := truncate(s.active, s.pendFrom.size); terr != nil {
+				s.broken = fmt.Errorf("activity spool: a failed write could not be undone (%w); "+
+					"nothing more is recorded until the sidecar restarts", terr)
 			}
 		}
 		s.dropPend()
@@ -730,7 +742,6 @@ func (s *Spool) rotate() error {
 		return err
 	}
 	s.active = f
-	s.mustRotate = false
 	s.segs = append(s.segs, segment{num: next})
 	return nil
 }
@@ -959,13 +970,22 @@ func (s *Spool) readLines(pos Position, maxLines, maxBytes int, buf []byte, out 
 			want = min(max(want, long), left)
 			n := len(buf)
 			buf = slices.Grow(buf, int(want))[:n+int(want)]
-			if _, err := f.ReadAt(buf[n:], from); err != nil && !errors.Is(err, io.EOF) {
+			m, err := f.ReadAt(buf[n:], from)
+			if err != nil && !errors.Is(err, io.EOF) {
 				f.Close()
 				return nil, pos, buf[:n], fmt.Errorf("read activity spool segment: %w", err)
+			}
+			if int64(m) < want {
+				// The file is shorter than what was written to it: changed from outside.
+				f.Close()
+				return nil, pos, buf[:n], fmt.Errorf("activity spool segment %s holds %d bytes, %d were written to it: was it changed outside the sidecar?",
+					s.path(sg.num), from+int64(m), sg.stable)
 			}
 			var cut bool
 			var corrupt int
 			out, size, pos, full, cut, corrupt = splitLines(buf[n:], pos, sg.own, out, size, maxLines, maxBytes)
+			// A line cut at the end of the piece is read again, whole, with the next piece.
+			buf = buf[:n+int(pos.Offset-from)]
 			if corrupt > 0 {
 				s.mu.Lock()
 				s.corrupt += uint64(corrupt)

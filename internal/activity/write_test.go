@@ -177,6 +177,77 @@ func TestWriteFailure(t *testing.T) {
 	}
 }
 
+// TestWriteFailureNotUndone: when a failed write cannot be cut back, lines the chain in memory
+// undid may be in the file, so the spool refuses every record until it is opened again; then the
+// chain goes on from what the file holds, without a seq taken twice.
+func TestWriteFailureNotUndone(t *testing.T) {
+	dir := t.TempDir()
+	cfg := activity.Config{Dir: dir, SyncEvery: time.Hour}
+	s := open(t, cfg)
+	appendN(t, s, 0, 2)
+	errDisk, errTrunc := errors.New("disk on fire"), errors.New("cannot truncate")
+	activity.SetWriteHook(s, func(f *os.File, p []byte) (int, error) {
+		// Two records' lines whole and half of the third: complete lines get out.
+		first := bytes.IndexByte(p, '\n') + 1
+		second := first + bytes.IndexByte(p[first:], '\n') + 1
+		n, _ := f.Write(p[:second+(len(p)-second)/2])
+		return n, errDisk
+	})
+	activity.SetTruncateHook(s, func(*os.File, int64) error { return errTrunc })
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, SessionID: "s1", Ref: 2})
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, SessionID: "s1", Ref: 1})
+	if err := s.Append(context.Background(), stmt(10)); !errors.Is(err, errDisk) {
+		t.Fatalf("Append: %v, want %v", err, errDisk)
+	}
+	activity.SetWriteHook(s, nil)
+	activity.SetTruncateHook(s, nil)
+	if err := s.Append(context.Background(), stmt(11)); !errors.Is(err, errTrunc) {
+		t.Fatalf("Append after an undone write: %v, want the spool to refuse with %v", err, errTrunc)
+	}
+	s.Close()
+
+	s = open(t, cfg)
+	appendN(t, s, 20, 2)
+	recs := readAll(t, s)
+	if p := activity.Verify(recs); len(p) != 0 {
+		t.Errorf("Verify: %+v", p)
+	}
+	seen := map[uint64]bool{}
+	for _, r := range recs {
+		if seen[r.Seq] {
+			t.Errorf("seq %d recorded twice", r.Seq)
+		}
+		seen[r.Seq] = true
+	}
+	if want := 2 + 2 + 2; len(recs) != want { // before, the two lines that got out, after
+		t.Errorf("%d records, want %d: %v", len(recs), want, seqs(recs))
+	}
+}
+
+// TestReadLinesFileCut: a segment cut short from outside is an error for the shipper's reads, not
+// bytes left in its reused buffer from an earlier read.
+func TestReadLinesFileCut(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, activity.Config{Dir: dir, Sync: activity.SyncAlways})
+	appendN(t, s, 0, 20)
+	lines, _, buf, err := activity.ReadLinesReusing(s, activity.Position{}, 100, 1<<20, nil, nil)
+	if err != nil || len(lines) != 20 {
+		t.Fatalf("ReadLines: %d lines, %v; want 20", len(lines), err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "seg-*.jsonl"))
+	fi, err := os.Stat(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(segs[0], fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	lines, _, _, err = activity.ReadLinesReusing(s, activity.Position{}, 100, 1<<20, buf, lines)
+	if err == nil || !strings.Contains(err.Error(), "changed outside the sidecar") {
+		t.Errorf("ReadLines of a cut segment: %d lines, err %v; want an error saying the file changed", len(lines), err)
+	}
+}
+
 // TestReadLinesPieces: the shipper's reads, in pieces and with reused buffers, give exactly the
 // records Read gives, within their limits, for lines longer than a piece, across segments, and
 // across a restart (lines written before it are checked, a damaged one skipped).
