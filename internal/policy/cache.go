@@ -2,6 +2,7 @@ package policy
 
 import (
 	"container/list"
+	"slices"
 	"sync"
 )
 
@@ -87,7 +88,8 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 	if buf == nil {
 		buf = new([]byte)
 	}
-	b, ok := c.Shape((*buf)[:0], sql)
+	// A key is never longer than its text (a literal or comment becomes one byte).
+	b, ok := c.Shape(slices.Grow((*buf)[:0], len(sql)), sql)
 	key := b
 	if !ok || string(key) == sql {
 		key = nil // nothing to share: keep it by its text, and return it without a copy
@@ -117,7 +119,7 @@ func (c *Cache) classify(sql string, key []byte) ([]Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	if key != nil && shapeable(sts) {
+	if key != nil && Shapeable(sts) {
 		st := sts[0]
 		st.Text = "" // each hit sets its own
 		c.add(string(key), true, []Statement{st})
@@ -129,10 +131,10 @@ func (c *Cache) classify(sql string, key []byte) ([]Statement, error) {
 	return sts, nil
 }
 
-// shapeable reports whether a classification may be shared by every text of one shape: nothing
+// Shapeable reports whether a classification may be shared by every text of one shape: nothing
 // in it may depend on the value of a literal. Functions are excluded because a literal argument
 // can matter (set_config('search_path', ...), and other functions may take names as text).
-func shapeable(sts []Statement) bool {
+func Shapeable(sts []Statement) bool {
 	if len(sts) != 1 {
 		return false
 	}

@@ -118,7 +118,6 @@ type token struct {
 	start, end int // sql[start:end]
 }
 
-func (t token) isNumber() bool { return t.kind == tokInt || t.kind == tokDecimal || t.kind == tokFloat }
 
 // lexer splits a text into the tokens Shape needs to tell apart, following MySQL's lexer and the
 // TiDB parser's (pkg/parser/lexer.go) where it matters: it only has to find literals and comments

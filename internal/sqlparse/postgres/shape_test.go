@@ -166,22 +166,6 @@ func pick(alts []string, i int, old string) string {
 	return s
 }
 
-// shapeable mirrors policy.Cache's rule for the classifications it keeps by shape: the key
-// property Shape promises matters for those.
-func shapeable(sts []policy.Statement) bool {
-	if len(sts) != 1 {
-		return false
-	}
-	st := sts[0]
-	switch st.Kind {
-	case policy.KindSelect, policy.KindInsert, policy.KindUpdate, policy.KindDelete:
-	default:
-		return false
-	}
-	return len(st.Functions) == 0 && !st.Unsupported && st.Prepare == "" && st.Execute == "" &&
-		!st.ChangesDefaultSchema
-}
-
 func withoutText(sts []policy.Statement) []policy.Statement {
 	out := make([]policy.Statement, len(sts))
 	for i, st := range sts {
@@ -211,7 +195,7 @@ func checkKeyProperty(t *testing.T, sql string) {
 			continue
 		}
 		got, gerr := Classify(v)
-		if !shapeable(want) && !shapeable(got) {
+		if !policy.Shapeable(want) && !policy.Shapeable(got) {
 			continue
 		}
 		if werr != nil || gerr != nil {
@@ -338,7 +322,7 @@ func TestShapeKeyPropertyGenerated(t *testing.T) {
 		if key, ok := Shape(nil, sql); !ok || string(key) == sql {
 			continue
 		}
-		if sts, err := Classify(sql); err != nil || !shapeable(sts) {
+		if sts, err := Classify(sql); err != nil || !policy.Shapeable(sts) {
 			continue
 		}
 		tested++
