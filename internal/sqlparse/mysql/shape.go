@@ -118,7 +118,6 @@ type token struct {
 	start, end int // sql[start:end]
 }
 
-
 // lexer splits a text into the tokens Shape needs to tell apart, following MySQL's lexer and the
 // TiDB parser's (pkg/parser/lexer.go) where it matters: it only has to find literals and comments
 // exactly, and to refuse (bad) what it cannot be sure of. It does not allocate.
