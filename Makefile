@@ -31,9 +31,9 @@ test: test-deps vet
 clean:
 	rm -rf bin
 
-# make bench [QUICK=1] [PIN=1] [PROFILE=1] [ONLY=select,rows,...] [BENCH_BINARY=path]: the performance harness (docs/performance.md). Results in
+# make bench [QUICK=1] [PIN=1] [PROFILE=1] [RELAY=1] [ONLY=select,rows,...] [BENCH_BINARY=path]: the performance harness (docs/performance.md). Results in
 # bench/out/. It builds the gatehouse binary it measures; the open-files limit is raised for 2,000
 # idle connections.
 bench:
 	./scripts/install-deps.sh pgbouncer
-	ulimit -n $$(ulimit -Hn) && QUICK=$(QUICK) PIN=$(PIN) PROFILE=$(PROFILE) ONLY=$(ONLY) BENCH_BINARY=$(BENCH_BINARY) $(GO) run ./bench/cmd/gatehouse-bench
+	ulimit -n $$(ulimit -Hn) && QUICK=$(QUICK) PIN=$(PIN) PROFILE=$(PROFILE) RELAY=$(RELAY) ONLY=$(ONLY) BENCH_BINARY=$(BENCH_BINARY) $(GO) run ./bench/cmd/gatehouse-bench

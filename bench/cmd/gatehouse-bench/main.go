@@ -8,6 +8,7 @@
 //	make bench QUICK=1    # 1 s pgbench runs instead of 10 s: under 5 minutes on 2 cores
 //	make bench PIN=1      # proxies on CPU 0; PostgreSQL, pgbench and the harness on CPU 1
 //	make bench PROFILE=1  # also take a CPU profile of the sidecar (select-only, extended, 8 clients)
+//	make bench RELAY=1    # also measure go-relay, a bare Go TLS relay (relay.go)
 package main
 
 import (
@@ -30,9 +31,10 @@ import (
 
 type config struct {
 	quick, pin, profile bool
-	runs                int // rounds; each workload is measured once per round on each target
-	seconds             int // pgbench -T
-	scale               int // pgbench -s
+	relay               bool // also measure go-relay (relay.go)
+	runs                int  // rounds; each workload is measured once per round on each target
+	seconds             int  // pgbench -T
+	scale               int  // pgbench -s
 	idleConns           int
 	stormConns          int
 	cpus                int
@@ -40,6 +42,7 @@ type config struct {
 	binary              string
 	sidecarPort         int
 	bouncerPort         int
+	relayPort           int
 	pgMajor             string
 	only                map[string]bool // workload groups to run; empty: all
 	cpNice              int             // niceness of the control plane process
@@ -68,9 +71,18 @@ func parseOnly(list string) (map[string]bool, error) {
 func (c config) selected(group string) bool { return len(c.only) == 0 || c.only[group] }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		// The go-relay target: the harness runs itself as a separate process (relay.go).
+		if err := relayMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "gatehouse-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg config
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("QUICK") != "", "quick mode: fewer, shorter runs (QUICK=1)")
 	flag.BoolVar(&cfg.pin, "pin", os.Getenv("PIN") != "", "pin the proxies to CPU 0 and everything else to CPU 1 (PIN=1)")
+	flag.BoolVar(&cfg.relay, "relay", os.Getenv("RELAY") != "", "also measure go-relay, a bare Go TLS relay: the floor of a goroutine-per-connection Go proxy (RELAY=1)")
 	flag.BoolVar(&cfg.profile, "profile", os.Getenv("PROFILE") != "", "take a CPU profile of the sidecar (PROFILE=1)")
 	flag.IntVar(&cfg.runs, "runs", 0, "rounds (default 3)")
 	flag.IntVar(&cfg.seconds, "seconds", 0, "duration of each pgbench run (default 10, quick 1)")
@@ -143,7 +155,7 @@ func benchmark(ctx context.Context, cfg config) error {
 			return fmt.Errorf("build gatehouse: %w (to measure a binary built earlier, set BENCH_BINARY=PATH)", err)
 		}
 	}
-	cfg.sidecarPort, cfg.bouncerPort = freePort(), freePort()
+	cfg.sidecarPort, cfg.bouncerPort, cfg.relayPort = freePort(), freePort(), freePort()
 
 	e, err := setup(ctx, cfg)
 	if err != nil {
@@ -275,6 +287,9 @@ func (r *runner) all(ctx context.Context) error {
 		if round == 0 && r.cfg.selected("idle") {
 			// Memory and descriptors per idle connection barely vary between rounds: measured once.
 			for _, t := range targets[1:] {
+				if t.name == "go-relay" {
+					continue // it keeps two 16 KiB buffers per connection: not a floor for memory
+				}
 				rr, err := r.idle(ctx, t, r.cfg.idleConns)
 				if err != nil {
 					return r.fail(t, fmt.Errorf("idle connections: %w", err))

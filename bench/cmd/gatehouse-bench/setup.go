@@ -48,7 +48,7 @@ const (
 
 // target is one way of reaching the benchmark database.
 type target struct {
-	name string // direct, pgbouncer, gatehouse
+	name string // direct, pgbouncer, gatehouse, go-relay
 	port int
 	pid  int // the proxy's process; 0 for direct
 	// password returns what a client sends as the password when logging in as a database user:
@@ -133,6 +133,7 @@ type env struct {
 	dbPass         string            // password of the bench role
 	stormPass      map[string]string // storm role -> password
 	bouncer        *proc
+	relay          *proc // the go-relay target (-relay); nil without
 	cp             *proc
 	sidecar        *proc
 	cpURL          string
@@ -160,11 +161,15 @@ func (e *env) targets() []target {
 		}
 		return e.stormPass[u]
 	}
-	return []target{
+	ts := []target{
 		{name: "direct", port: e.pg.Port(), password: direct},
 		{name: "pgbouncer", port: e.bouncerPort(), pid: e.bouncer.pid(), password: direct},
 		{name: "gatehouse", port: e.cfg.sidecarPort, pid: e.sidecar.pid(), password: func(string) string { return e.token }},
 	}
+	if e.relay != nil {
+		ts = append(ts, target{name: "go-relay", port: e.cfg.relayPort, pid: e.relay.pid(), password: direct})
+	}
+	return ts
 }
 
 func (e *env) bouncerPort() int { return e.cfg.bouncerPort }
@@ -218,7 +223,33 @@ func setup(ctx context.Context, cfg config) (_ *env, err error) {
 	if err := e.startGatehouse(ctx, certFile, keyFile); err != nil {
 		return nil, err
 	}
+	if cfg.relay {
+		if err := e.startRelay(certFile, keyFile); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
+}
+
+// startRelay runs this program as the go-relay target (relay.go), on CPU 0 in pinned mode like the
+// other proxies.
+func (e *env) startRelay(certFile, keyFile string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	say("starting go-relay (a bare Go TLS relay: the floor of the sidecar's design) ...")
+	cmd := e.pinned(0, self, "relay", "-listen", "127.0.0.1:"+strconv.Itoa(e.cfg.relayPort),
+		"-upstream", "127.0.0.1:"+strconv.Itoa(e.pg.Port()), "-tls-cert", certFile, "-tls-key", keyFile)
+	cmd.Env = cleanEnv()
+	if e.relay, err = startProc("go-relay", filepath.Join(e.cfg.out, "logs", "go-relay.out"), cmd); err != nil {
+		return err
+	}
+	e.stops = append(e.stops, e.relay.stop)
+	if err := waitPort(e.relay, e.cfg.relayPort, 20*time.Second); err != nil {
+		return fmt.Errorf("go-relay: %w\n%s", err, e.relay.logTail())
+	}
+	return nil
 }
 
 func randomHex(n int) string {
