@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -118,25 +120,108 @@ func (r *runner) pgbench(ctx context.Context, t target, w pgbenchWorkload) (run,
 		return run{}, fmt.Errorf("pgbench %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	rr := run{tps: res.tps, latencyMs: res.latencyMs, failures: int(res.failed), extra: map[string]float64{"transactions": float64(res.transactions)}}
-	if t.name == "gatehouse" && res.transactions > 0 {
-		if cp1, err := cpuTime(r.env.cp.pid()); err == nil {
+	var shipping time.Duration // the sidecar's CPU while its activity of this run was shipped
+	if t.name == "gatehouse" {
+		if shipping, err = r.settle(ctx); err != nil {
+			return run{}, err
+		}
+		if cp1, err := cpuTime(r.env.cp.pid()); err == nil && res.transactions > 0 {
 			rr.extra["control_plane_cpu_us_per_op"] = float64((cp1 - cp0).Microseconds()) / float64(res.transactions)
 		}
 	}
 	if t.pid == 0 || res.transactions == 0 {
 		return rr, nil
 	}
+	shippingPerOp := float64(shipping.Microseconds()) / float64(res.transactions)
 	// Per query: the proxy's CPU rate in the steady part of the run (after the clients have
 	// connected, before they disconnect) over the throughput. Per new connection: everything.
 	if !w.connect {
 		from := start.Add(time.Duration(res.initialConnMs*float64(time.Millisecond)) + 150*time.Millisecond)
 		if rate, wall := rateIn(samples, from, end.Add(-250*time.Millisecond)); wall >= 400*time.Millisecond && res.tps > 0 {
-			rr.cpuUsPerOp = rate / res.tps * 1e6
+			rr.cpuUsPerOp = rate/res.tps*1e6 + shippingPerOp
 			return rr, nil
 		}
 	}
-	rr.cpuUsPerOp = float64(total(samples).Microseconds()) / float64(res.transactions)
+	rr.cpuUsPerOp = float64(total(samples).Microseconds())/float64(res.transactions) + shippingPerOp
 	return rr, nil
+}
+
+// settle waits, after a workload through the sidecar, until the control plane has taken every
+// activity record the workload produced: the sidecar's spool is acknowledged up to its end. The
+// control plane runs at low priority (-cp-nice), as if on a machine of its own, so during a run it
+// mostly waits; settling makes sure one run's ingest never runs during the next run of any target.
+// It returns the sidecar's CPU time meanwhile: shipping is the sidecar's work for the run's
+// statements, so the callers count it toward the sidecar's CPU.
+func (r *runner) settle(ctx context.Context) (time.Duration, error) {
+	pid := r.env.sidecar.pid()
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	// Records completing the run's statements and sessions reach the spool file within its sync
+	// interval (50 ms); only then is the end of the file the end of the run's activity.
+	time.Sleep(250 * time.Millisecond)
+	dir := filepath.Join(r.env.sidecarDataDir, "activity")
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		done, err := spoolShipped(dir)
+		if err != nil {
+			return 0, err
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("the control plane did not take the sidecar's activity within 5 minutes (spool %s)", dir)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	return cpu1 - cpu0, nil
+}
+
+// spoolShipped reports whether a sidecar's activity spool (internal/activity) is acknowledged up
+// to the end of its last segment.
+func spoolShipped(dir string) (bool, error) {
+	segs, err := filepath.Glob(filepath.Join(dir, "seg-*.jsonl"))
+	if err != nil || len(segs) == 0 {
+		return len(segs) == 0, err
+	}
+	slices.Sort(segs) // the numbers are zero-padded
+	last := segs[len(segs)-1]
+	num, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(last), "seg-"), ".jsonl"), 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("activity spool segment %s: %w", last, err)
+	}
+	fi, err := os.Stat(last)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil // deleted after an ack: look again
+		}
+		return false, err
+	}
+	var acked struct {
+		Segment uint64 `json:"segment"`
+		Offset  int64  `json:"offset"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "acked.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return fi.Size() == 0, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, &acked); err != nil {
+		return false, nil // being replaced: look again
+	}
+	return acked.Segment > num || acked.Segment == num && acked.Offset >= fi.Size(), nil
 }
 
 // rows reads the 1,000,000-row table with a simple-protocol SELECT or with COPY TO STDOUT and
@@ -188,6 +273,14 @@ func (r *runner) rows(ctx context.Context, t target, useCopy bool) (run, error) 
 	out := run{tps: float64(n) / wall.Seconds(), extra: map[string]float64{"wall_ms": ms(wall)}}
 	if s != nil {
 		cpu := total(s.finish())
+		if t.name == "gatehouse" {
+			c.Close(ctx) // its session.end record is part of the run's activity
+			shipping, err := r.settle(ctx)
+			if err != nil {
+				return run{}, err
+			}
+			cpu += shipping
+		}
 		out.cpuUsPerOp = float64(cpu.Microseconds())
 		out.extra["cpu_ns_per_row"] = float64(cpu.Nanoseconds()) / float64(n)
 		if m, err := processMemory(t.pid); err == nil {
@@ -400,6 +493,9 @@ func (r *runner) storm(ctx context.Context, t target, n, round int) (run, error)
 		fetches := countSecretFetches(r.env.sidecar.log, logOff, users)
 		out.extra["secret_fetches"] = float64(fetches)
 		out.extra["secret_fetches_per_user"] = float64(fetches) / float64(len(users))
+		if _, err := r.settle(ctx); err != nil {
+			return run{}, err
+		}
 	}
 	return out, nil
 }
