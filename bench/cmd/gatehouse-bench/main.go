@@ -273,8 +273,8 @@ func (r *runner) all(ctx context.Context) error {
 			}
 		}
 		for _, t := range rotate(targets, round) {
-			if !r.cfg.selected("storm") {
-				break
+			if !r.cfg.selected("storm") || r.cfg.quick && round > 0 {
+				break // quick mode: one storm per target, to stay under five minutes
 			}
 			rr, err := r.storm(ctx, t, r.cfg.stormConns, round)
 			if err != nil {
