@@ -36,22 +36,7 @@ func startShipper(tb testing.TB, storeURL string) *shipper {
 	if storeURL == "" {
 		cfg.DataDir = tb.TempDir()
 	}
-	srv, err := New(context.Background(), cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("Run: %v", err)
-		}
-		if err := srv.Close(); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
+	srv := runServer(tb, cfg)
 	admin, err := srv.NewSession(context.Background(), "admin")
 	if err != nil {
 		tb.Fatal(err)

@@ -84,24 +84,31 @@ func start(t *testing.T, cfg Config) *env {
 	e := &env{t: t, stdout: &bytes.Buffer{}, logs: &bytes.Buffer{}}
 	cfg.Stdout = e.stdout
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(t.Context(), cfg)
+	srv := runServer(t, cfg)
+	e.srv, e.url = srv, srv.URL()
+	return e
+}
+
+// runServer creates a control plane from cfg and runs it until the test ends.
+func runServer(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	srv, err := New(tb.Context(), cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
+			tb.Errorf("Run: %v", err)
 		}
 		if err := srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
+			tb.Errorf("Close: %v", err)
 		}
 	})
-	e.srv, e.url = srv, srv.URL()
-	return e
+	return srv
 }
 
 func startBackend(t *testing.T, storeURL string) *env {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatehousedb/gatehouse/internal/activity"
 )
 
 const rowCount = 1_000_000
@@ -207,10 +209,7 @@ func spoolShipped(dir string) (bool, error) {
 		}
 		return false, err
 	}
-	var acked struct {
-		Segment uint64 `json:"segment"`
-		Offset  int64  `json:"offset"`
-	}
+	var acked activity.Position
 	b, err := os.ReadFile(filepath.Join(dir, "acked.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return fi.Size() == 0, nil
@@ -273,6 +272,10 @@ func (r *runner) rows(ctx context.Context, t target, useCopy bool) (run, error) 
 	out := run{tps: float64(n) / wall.Seconds(), extra: map[string]float64{"wall_ms": ms(wall)}}
 	if s != nil {
 		cpu := total(s.finish())
+		// Peak memory of the query itself, before shipping its activity reads the spool.
+		if m, err := processMemory(t.pid); err == nil {
+			out.extra["peak_rss_growth_kib"] = float64(max(0, m.hwmKiB-mem0.rssKiB))
+		}
 		if t.name == "gatehouse" {
 			c.Close(ctx) // its session.end record is part of the run's activity
 			shipping, err := r.settle(ctx)
@@ -283,9 +286,6 @@ func (r *runner) rows(ctx context.Context, t target, useCopy bool) (run, error) 
 		}
 		out.cpuUsPerOp = float64(cpu.Microseconds())
 		out.extra["cpu_ns_per_row"] = float64(cpu.Nanoseconds()) / float64(n)
-		if m, err := processMemory(t.pid); err == nil {
-			out.extra["peak_rss_growth_kib"] = float64(max(0, m.hwmKiB-mem0.rssKiB))
-		}
 	}
 	return out, nil
 }
