@@ -19,7 +19,7 @@ func layer(pkg string) (int, bool) {
 	case pkg == "":
 		return 0, true
 	case pkg == "internal/policy", pkg == "internal/token", pkg == "internal/activity",
-		pkg == "internal/secret", pkg == "internal/proxy", pkg == "internal/syncapi":
+		pkg == "internal/secret", pkg == "internal/proxy", pkg == "internal/syncapi", pkg == "internal/rawconn":
 		return 1, true
 	case strings.HasPrefix(pkg, "internal/proxy/"), strings.HasPrefix(pkg, "internal/secret/"),
 		strings.HasPrefix(pkg, "internal/sqlparse"), pkg == "internal/store", pkg == "internal/api", pkg == "internal/scim",

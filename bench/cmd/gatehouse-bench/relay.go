@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/gatehousedb/gatehouse/internal/rawconn"
 )
 
 // The go-relay target (make bench RELAY=1) is the floor of the sidecar's design: a Go program with
@@ -19,7 +21,8 @@ import (
 // does nothing but copy bytes — no authentication of its own (the client logs in to PostgreSQL
 // through it), no message framing, no policy, no activity. What it costs per query is what any
 // goroutine-per-connection Go proxy costs on the machine before doing any work of its own, so the
-// table shows how much of the sidecar's cost is its work and how much the runtime's.
+// table shows how much of the sidecar's cost is its work and how much the runtime's. Its sockets
+// are wrapped with internal/rawconn, as the sidecar's are.
 
 // relayMain runs the relay: gatehouse-bench relay -listen ADDR -upstream ADDR -tls-cert F -tls-key F.
 func relayMain(args []string) error {
@@ -82,6 +85,7 @@ func (r *relay) handle(raw net.Conn) {
 	if _, err := raw.Write([]byte{'S'}); err != nil {
 		return
 	}
+	raw = rawconn.Wrap(raw) // as the sidecar's engines do
 	client := tls.Server(raw, r.tls)
 	if err := client.Handshake(); err != nil {
 		return
@@ -91,6 +95,7 @@ func (r *relay) handle(raw net.Conn) {
 	if err != nil {
 		return
 	}
+	up = rawconn.Wrap(up)
 	defer up.Close()
 	done := make(chan struct{})
 	go func() {
