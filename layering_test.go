@@ -16,10 +16,10 @@ const module = "github.com/gatehousedb/gatehouse"
 // A package may import packages of a lower layer only, with the exceptions listed below.
 func layer(pkg string) (int, bool) {
 	switch {
-	case pkg == "":
+	case pkg == "", pkg == "internal/rawio": // standard library only
 		return 0, true
 	case pkg == "internal/policy", pkg == "internal/token", pkg == "internal/activity",
-		pkg == "internal/secret", pkg == "internal/proxy", pkg == "internal/syncapi", pkg == "internal/rawconn":
+		pkg == "internal/secret", pkg == "internal/proxy", pkg == "internal/syncapi":
 		return 1, true
 	case strings.HasPrefix(pkg, "internal/proxy/"), strings.HasPrefix(pkg, "internal/secret/"),
 		strings.HasPrefix(pkg, "internal/sqlparse"), pkg == "internal/store", pkg == "internal/api", pkg == "internal/scim",

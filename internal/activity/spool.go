@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gatehousedb/gatehouse/internal/rawio"
 )
 
 // ErrSpoolFull is returned by Append when the spool is at Config.MaxBytes and the policy is
@@ -120,6 +122,7 @@ type Spool struct {
 	cond    *sync.Cond // signalled when a sync finishes
 	segs    []segment  // ascending; the last is the active one
 	active  *os.File
+	activeW *rawio.File // writes to active
 	total   int64
 	acked   Position
 	changed chan struct{}
@@ -140,7 +143,7 @@ type Spool struct {
 	// is written (every Append fails with it) until the spool is opened again, which takes the
 	// chain up from what the file holds.
 	broken       error
-	writeHook    func(*os.File, []byte) (int, error) // tests: instead of (*os.File).Write
+	writeHook    func(*os.File, []byte) (int, error) // tests: instead of activeW.Write
 	truncateHook func(*os.File, int64) error         // tests: instead of (*os.File).Truncate
 
 	// Deferred records (Defer), written before the next Append's or by the background syncer.
@@ -262,7 +265,9 @@ func Open(cfg Config) (*Spool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open activity spool segment: %w", err)
 		}
-		s.active = f
+		if err := s.setActive(f); err != nil {
+			return nil, err
+		}
 	}
 	s.syncKick, s.syncStop, s.syncDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.syncLoop()
@@ -661,14 +666,16 @@ func (s *Spool) flushPend() error {
 		return nil
 	}
 	sg := &s.segs[len(s.segs)-1]
-	write := s.writeHook
-	if write == nil {
-		write = (*os.File).Write
-	}
 	if s.broken != nil {
 		return s.broken
 	}
-	n, err := write(s.active, s.pend)
+	var n int
+	var err error
+	if s.writeHook != nil {
+		n, err = s.writeHook(s.active, s.pend)
+	} else {
+		n, err = s.activeW.Write(s.pend) // a raw write(2): see internal/rawio
+	}
 	if err != nil {
 		if n > 0 {
 			truncate := s.truncateHook
@@ -731,7 +738,7 @@ func (s *Spool) rotate() error {
 		if err := s.active.Close(); err != nil {
 			return fmt.Errorf("close activity spool segment: %w", err)
 		}
-		s.active = nil
+		s.active, s.activeW = nil, nil
 	}
 	f, err := os.OpenFile(s.path(next), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -741,8 +748,21 @@ func (s *Spool) rotate() error {
 		f.Close()
 		return err
 	}
-	s.active = f
+	if err := s.setActive(f); err != nil {
+		return err
+	}
 	s.segs = append(s.segs, segment{num: next})
+	return nil
+}
+
+// setActive makes f the segment that records are appended to.
+func (s *Spool) setActive(f *os.File) error {
+	w, err := rawio.NewFile(f)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open activity spool segment: %w", err)
+	}
+	s.active, s.activeW = f, w
 	return nil
 }
 

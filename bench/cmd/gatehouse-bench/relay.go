@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gatehousedb/gatehouse/internal/rawconn"
+	"github.com/gatehousedb/gatehouse/internal/rawio"
 )
 
 // The go-relay target (make bench RELAY=1) is the floor of the sidecar's design: a Go program with
@@ -22,7 +22,7 @@ import (
 // through it), no message framing, no policy, no activity. What it costs per query is what any
 // goroutine-per-connection Go proxy costs on the machine before doing any work of its own, so the
 // table shows how much of the sidecar's cost is its work and how much the runtime's. Its sockets
-// are wrapped with internal/rawconn, as the sidecar's are.
+// are wrapped with internal/rawio, as the sidecar's are.
 
 // relayMain runs the relay: gatehouse-bench relay -listen ADDR -upstream ADDR -tls-cert F -tls-key F.
 func relayMain(args []string) error {
@@ -85,7 +85,7 @@ func (r *relay) handle(raw net.Conn) {
 	if _, err := raw.Write([]byte{'S'}); err != nil {
 		return
 	}
-	raw = rawconn.Wrap(raw) // as the sidecar's engines do
+	raw = rawio.WrapConn(raw) // as the sidecar's engines do
 	client := tls.Server(raw, r.tls)
 	if err := client.Handshake(); err != nil {
 		return
@@ -95,7 +95,7 @@ func (r *relay) handle(raw net.Conn) {
 	if err != nil {
 		return
 	}
-	up = rawconn.Wrap(up)
+	up = rawio.WrapConn(up)
 	defer up.Close()
 	done := make(chan struct{})
 	go func() {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehousedb/gatehouse/internal/proxy"
-	"github.com/gatehousedb/gatehouse/internal/rawconn"
+	"github.com/gatehousedb/gatehouse/internal/rawio"
 )
 
 // Default timeouts; MySQL's connect_timeout is 10 s, but a person may be typing a password.
@@ -128,7 +128,7 @@ func ServerVersion(v string) string {
 
 // Serve handles one client connection until the session ends, and closes conn.
 func (e *Engine) Serve(ctx context.Context, conn net.Conn) {
-	conn = rawconn.Wrap(conn) // see internal/rawconn: no scheduler hand-offs around each read and write
+	conn = rawio.WrapConn(conn) // see internal/rawio: no scheduler hand-offs around each read and write
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -20,7 +20,7 @@ import (
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/proxy"
 	"github.com/gatehousedb/gatehouse/internal/proxy/mysql/protocol"
-	"github.com/gatehousedb/gatehouse/internal/rawconn"
+	"github.com/gatehousedb/gatehouse/internal/rawio"
 )
 
 // maxProgramName keeps program_name within performance_schema's default attribute sizes.
@@ -145,7 +145,7 @@ func (s *session) tryUpstream(ctx context.Context, want tlsWant) (*upstreamConn,
 	if err != nil {
 		return nil, gatehouse.Credential{}, fmt.Errorf("cannot connect to %s: %w", addr, err)
 	}
-	conn = rawconn.Wrap(conn) // see internal/rawconn: no scheduler hand-offs around each read and write
+	conn = rawio.WrapConn(conn) // see internal/rawio: no scheduler hand-offs around each read and write
 	if d, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(d)
 	}

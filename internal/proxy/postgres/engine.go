@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/gatehousedb/gatehouse/internal/proxy"
-	"github.com/gatehousedb/gatehouse/internal/rawconn"
+	"github.com/gatehousedb/gatehouse/internal/rawio"
 )
 
 // Default timeouts; PostgreSQL's authentication_timeout is one minute.
@@ -115,7 +115,7 @@ func New(cfg Config) (*Engine, error) {
 
 // Serve handles one client connection until the session ends, and closes conn.
 func (e *Engine) Serve(ctx context.Context, conn net.Conn) {
-	conn = rawconn.Wrap(conn) // see internal/rawconn: no scheduler hand-offs around each read and write
+	conn = rawio.WrapConn(conn) // see internal/rawio: no scheduler hand-offs around each read and write
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

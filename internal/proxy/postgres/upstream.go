@@ -20,7 +20,7 @@ import (
 
 	"github.com/gatehousedb/gatehouse"
 	"github.com/gatehousedb/gatehouse/internal/proxy"
-	"github.com/gatehousedb/gatehouse/internal/rawconn"
+	"github.com/gatehousedb/gatehouse/internal/rawio"
 )
 
 // maxApplicationName is NAMEDATALEN-1: PostgreSQL truncates application_name to 63 bytes.
@@ -197,7 +197,7 @@ func (s *session) dialUpstream(ctx context.Context, want tlsWant) (net.Conn, boo
 	if err != nil {
 		return nil, false, fmt.Errorf("cannot connect to %s: %w", addr, err)
 	}
-	conn = rawconn.Wrap(conn) // see internal/rawconn: no scheduler hand-offs around each read and write
+	conn = rawio.WrapConn(conn) // see internal/rawio: no scheduler hand-offs around each read and write
 	if want == tlsNo {
 		return conn, false, nil
 	}

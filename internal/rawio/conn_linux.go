@@ -1,4 +1,4 @@
-package rawconn
+package rawio
 
 import (
 	"io"
@@ -9,9 +9,9 @@ import (
 	"unsafe"
 )
 
-// Wrap returns c with its Read and Write made as raw system calls. Anything that is not a
+// WrapConn returns c with its Read and Write made as raw system calls. Anything that is not a
 // *net.TCPConn is returned as it is.
-func Wrap(c net.Conn) net.Conn {
+func WrapConn(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -122,4 +122,44 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 func (c *Conn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
+
+// File is an *os.File whose Write is raw write(2)s. Only the file's Write goes through it; close
+// the *os.File as usual, after the last Write.
+type File struct {
+	f  *os.File
+	rc syscall.RawConn
+	mu sync.Mutex
+	w  call // guarded by mu
+}
+
+// NewFile wraps f.
+func NewFile(f *os.File) (*File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	file := &File{f: f, rc: rc}
+	file.w.fn = file.w.write
+	return file, nil
+}
+
+// Write writes all of b, as (*os.File).Write does.
+func (f *File) Write(b []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.w.buf, f.w.n, f.w.errno = b, 0, 0
+	err := f.rc.Write(f.w.fn) // holds the file's write lock: a concurrent Close waits for it
+	n, errno := f.w.n, f.w.errno
+	f.w.buf = nil
+	switch {
+	case err != nil:
+		// The file is closed (or cannot be written raw): the ordinary call reports it the way
+		// callers expect (os.ErrClosed), or writes the rest.
+		m, err := f.f.Write(b[n:])
+		return n + m, err
+	case errno != 0:
+		return n, &os.PathError{Op: "write", Path: f.f.Name(), Err: errno}
+	}
+	return n, nil
 }

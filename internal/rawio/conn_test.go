@@ -1,4 +1,4 @@
-package rawconn_test
+package rawio_test
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehousedb/gatehouse/internal/proxy"
-	"github.com/gatehousedb/gatehouse/internal/rawconn"
+	"github.com/gatehousedb/gatehouse/internal/rawio"
 )
 
 // pair returns both ends of a loopback TCP connection, the first one wrapped.
@@ -42,21 +42,21 @@ func pair(t testing.TB) (wrapped, peer net.Conn) {
 	if !ok {
 		t.Fatal("accept failed")
 	}
-	w := rawconn.Wrap(c)
+	w := rawio.WrapConn(c)
 	t.Cleanup(func() { w.Close(); p.Close() })
 	return w, p
 }
 
-func TestWrapOnlyWrapsTCP(t *testing.T) {
+func TestWrapConnOnlyWrapsTCP(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if got := rawconn.Wrap(a); got != a {
-		t.Fatalf("Wrap(net.Pipe) = %T, want the pipe itself", got)
+	if got := rawio.WrapConn(a); got != a {
+		t.Fatalf("WrapConn(net.Pipe) = %T, want the pipe itself", got)
 	}
 	w, _ := pair(t)
 	if _, ok := w.(*net.TCPConn); ok && runtime.GOOS == "linux" {
-		t.Fatal("Wrap(*net.TCPConn) returned it unwrapped on Linux")
+		t.Fatal("WrapConn(*net.TCPConn) returned it unwrapped on Linux")
 	}
 }
 
@@ -226,7 +226,7 @@ func BenchmarkPingPong(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			w, p := pair(b)
 			if !bc.wrap {
-				w = w.(*rawconn.Conn).TCPConn
+				w = w.(*rawio.Conn).TCPConn
 			}
 			go func() { io.Copy(p, p) }()
 			buf := make([]byte, 64)
