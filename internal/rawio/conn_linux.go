@@ -57,6 +57,9 @@ func (c *call) read(fd uintptr) bool {
 			return false
 		}
 		c.n, c.errno = int(n), e
+		if e == 0 && n > 0 {
+			acquireIO(fd)
+		}
 		return true
 	}
 }
@@ -64,6 +67,7 @@ func (c *call) read(fd uintptr) bool {
 // write makes write(2)s until buf is written or an error; false asks the poller to wait until the
 // socket is writable, and the next call carries on from c.n.
 func (c *call) write(fd uintptr) bool {
+	releaseIO(fd)
 	for c.n < len(c.buf) {
 		rest := c.buf[c.n:]
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(rest))), uintptr(len(rest)))
