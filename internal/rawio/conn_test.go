@@ -125,7 +125,7 @@ func TestEOF(t *testing.T) {
 }
 
 func TestReadDeadline(t *testing.T) {
-	w, _ := pair(t)
+	w, p := pair(t)
 	w.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	_, err := w.Read(make([]byte, 10))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -135,8 +135,13 @@ func TestReadDeadline(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("Read past the deadline = %#v, want a net.Error whose Timeout() is true", err)
 	}
-	// A later deadline lets reads go on.
+	// Clearing the deadline lets reads go on.
 	w.SetReadDeadline(time.Time{})
+	p.Write([]byte("after"))
+	b := make([]byte, 5)
+	if _, err := io.ReadFull(w, b); err != nil || string(b) != "after" {
+		t.Fatalf("Read after clearing the deadline = %q, %v; want \"after\"", b, err)
+	}
 }
 
 func TestWriteDeadline(t *testing.T) {
