@@ -92,7 +92,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "bench/out", "output directory")
 	flag.StringVar(&cfg.binary, "binary", os.Getenv("BENCH_BINARY"), "gatehouse binary to benchmark (BENCH_BINARY; default: build ./cmd/gatehouse into the output directory)")
 	only := flag.String("only", os.Getenv("ONLY"), "comma-separated workload groups to run (ONLY): "+strings.Join(workloadGroups, ", ")+"; default all")
-	flag.IntVar(&cfg.cpNice, "cp-nice", 19, "niceness of the control plane process (it is not on the data path; in production it runs elsewhere, so it runs at the lowest priority and the harness waits for it to take each run's activity before the next run); 0 runs it at normal priority")
+	flag.IntVar(&cfg.cpNice, "cp-nice", 19, "niceness of the control plane process (it is not on the data path; in production it runs elsewhere, so it runs at the lowest priority, in the idle scheduling class where chrt is installed, and the harness waits for it to take each run's activity before the next run); 0 runs it at normal priority")
 	flag.Parse()
 	var err error
 	if cfg.only, err = parseOnly(*only); err != nil {

@@ -158,6 +158,9 @@ func newReport(e *env, results []result, took time.Duration) *report {
 	}
 	if e.cfg.cpNice > 0 {
 		mode += fmt.Sprintf("; control plane at nice %d", e.cfg.cpNice)
+		if e.cpIdleClass {
+			mode += " in the idle scheduling class"
+		}
 	}
 	rep := &report{
 		Generated: time.Now().UTC().Format(time.RFC3339),
@@ -239,7 +242,11 @@ func details(r row) string {
 		}
 	case strings.HasPrefix(r.Workload, "select-only"), strings.HasPrefix(r.Workload, "new connections"):
 		if v, ok := d["control_plane_cpu_us_per_op"]; ok {
-			parts = append(parts, fmt.Sprintf("control plane %.1f µs CPU/op", v))
+			cp := fmt.Sprintf("control plane %.1f µs CPU/op", v)
+			if in, ok := d["control_plane_cpu_us_per_op_in_run"]; ok {
+				cp += fmt.Sprintf(" (%.1f during the run)", in)
+			}
+			parts = append(parts, cp)
 		}
 	case r.Workload == "idle connections":
 		parts = append(parts, fmt.Sprintf("%.1f KiB and %.2f fds per connection", d["rss_kib_per_conn"], d["fds_per_conn"]))

@@ -140,6 +140,7 @@ type env struct {
 	token          string
 	sidecarDataDir string
 	pprofAddr      string
+	cpIdleClass    bool // the control plane runs in the SCHED_IDLE class
 	policy         string // how policy is set up, for the report
 	activity       string // how activity is set up, for the report
 	stops          []func()
@@ -479,8 +480,15 @@ func (e *env) startGatehouse(ctx context.Context, certFile, keyFile string) erro
 	cmd := exec.Command(e.cfg.binary, cpArgs...)
 	if e.cfg.cpNice > 0 {
 		// The control plane takes activity in the background and is not on the data path; on
-		// this machine it shares the CPUs with what is measured, so it yields to them.
-		cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(e.cfg.cpNice), e.cfg.binary}, cpArgs...)...)
+		// this machine it shares the CPUs with what is measured, so it yields to them: lowest
+		// niceness, and the idle scheduling class (SCHED_IDLE: it runs only on a CPU nothing
+		// else wants) where chrt (util-linux) is there to set it.
+		args := append([]string{"-n", strconv.Itoa(e.cfg.cpNice), e.cfg.binary}, cpArgs...)
+		cmd = exec.Command("nice", args...)
+		if chrt, err := exec.LookPath("chrt"); err == nil {
+			cmd = exec.Command(chrt, append([]string{"--idle", "0", "nice"}, args...)...)
+			e.cpIdleClass = true
+		}
 	}
 	cmd.Env = append(cleanEnv(), "GATEHOUSE_ADMIN_PASSWORD="+adminPassword)
 	var err error
