@@ -75,11 +75,18 @@ type item struct {
 
 // respQueue is what the server (or the engine, for synthetic items) still owes the client.
 type respQueue struct {
-	mu       sync.Mutex
-	items    []item
+	mu    sync.Mutex
+	items []item // items[0] is the head; a window of store
+	// store is the array items lives in, from its start: once the queue is empty, items starts
+	// again at its front, so that a session's queries do not each allocate one (a long pipelined
+	// batch's array is let go instead: an idle session keeps at most maxKeptItems).
+	store    []item
 	skipping bool // the server is skipping to the next Sync and no Sync is queued yet
 	status   byte // transaction status of the last ReadyForQuery
 }
+
+// maxKeptItems is the largest queue array an emptied queue keeps.
+const maxKeptItems = 8
 
 // portal is a bound portal as the governance sees it.
 type portal struct {
@@ -243,7 +250,11 @@ func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 				g.portals[string(name)] = p
 			}
 		}
-		*p = portal{sql: g.stmts[string(stmt)], stmt: string(stmt)}
+		stmtName := p.stmt // a client binding one statement over and over: no new string per Bind
+		if stmtName != string(stmt) {
+			stmtName = string(stmt)
+		}
+		*p = portal{sql: g.stmts[string(stmt)], stmt: stmtName}
 		if g.aud.RecordParams() {
 			p.params = bindParams(rest)
 		}
@@ -386,7 +397,7 @@ func (s *session) push(it item) bool {
 	if it.kind == itemSync {
 		q.skipping = false
 	}
-	q.items = append(q.items, it)
+	q.add(it)
 	return true
 }
 
@@ -403,7 +414,7 @@ func (s *session) deny(resp *pgproto3.ErrorResponse, ready bool) error {
 	if q.skipping && !ready {
 		return nil // the server's own error is what the client gets
 	}
-	q.items = append(q.items, item{kind: kind, err: resp})
+	q.add(item{kind: kind, err: resp})
 	return s.emitSynthetic()
 }
 
@@ -427,11 +438,31 @@ func (s *session) emitSynthetic() error {
 	return nil
 }
 
+// add puts it at the tail of the queue.
+func (q *respQueue) add(it item) {
+	if len(q.items) == cap(q.items) {
+		if n := len(q.items); n < len(q.store) {
+			// Room at the front of store, where popped items were: move the queue there.
+			copy(q.store, q.items)
+			clear(q.store[n:])
+			q.items = q.store[:n]
+		} else {
+			q.items = append(q.items, it)
+			q.store = q.items[:cap(q.items)]
+			return
+		}
+	}
+	q.items = append(q.items, it)
+}
+
 func (q *respQueue) pop() {
 	q.items[0] = item{}
 	q.items = q.items[1:]
 	if len(q.items) == 0 {
-		q.items = q.items[:0:0]
+		if cap(q.store) > maxKeptItems {
+			q.store = nil
+		}
+		q.items = q.store[:0]
 	}
 }
 
@@ -463,7 +494,7 @@ func (s *session) refreshSchema(ctx context.Context) error {
 		q.mu.Unlock()
 		return nil
 	}
-	q.items = append(q.items, item{kind: itemInternal})
+	q.add(item{kind: itemInternal})
 	q.mu.Unlock()
 	g.refresh = false
 	b, err := (&pgproto3.Query{String: "SELECT pg_catalog.current_schemas(false)"}).Encode(nil)
