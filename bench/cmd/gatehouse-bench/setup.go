@@ -140,7 +140,7 @@ type env struct {
 	token          string
 	sidecarDataDir string
 	pprofAddr      string
-	cpIdleClass    bool // the control plane runs in the SCHED_IDLE class
+	cpIdleClass    bool   // the control plane runs in the SCHED_IDLE class
 	policy         string // how policy is set up, for the report
 	activity       string // how activity is set up, for the report
 	stops          []func()
