@@ -793,3 +793,45 @@ func TestReadLinesAcrossAcks(t *testing.T) {
 		t.Errorf("read %d records of 400", next-1)
 	}
 }
+
+// TestShipped reads a spool's files as another process would: not shipped while records are
+// unacknowledged, shipped once the position after the last one is acknowledged.
+func TestShipped(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := activity.Open(activity.Config{Dir: dir, Sync: activity.SyncOS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if done, err := activity.Shipped(dir); err != nil || !done {
+		t.Fatalf("empty spool: shipped=%v, %v; want true", done, err)
+	}
+	for i := range 3 {
+		if err := sp.Append(context.Background(), &activity.Record{Type: activity.TypeStatement, Statement: fmt.Sprintf("SELECT %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done, err := activity.Shipped(dir); err != nil || done {
+		t.Fatalf("3 records, none acknowledged: shipped=%v, %v; want false", done, err)
+	}
+	lines, pos, err := sp.ReadLines(activity.Position{}, 2, 1<<20)
+	if err != nil || len(lines) != 2 {
+		t.Fatalf("ReadLines: %d lines, %v", len(lines), err)
+	}
+	if err := sp.Ack(pos); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := activity.Shipped(dir); err != nil || done {
+		t.Fatalf("2 of 3 acknowledged: shipped=%v, %v; want false", done, err)
+	}
+	lines, pos, err = sp.ReadLines(pos, 10, 1<<20)
+	if err != nil || len(lines) != 1 {
+		t.Fatalf("ReadLines: %d lines, %v", len(lines), err)
+	}
+	if err := sp.Ack(pos); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := activity.Shipped(dir); err != nil || !done {
+		t.Fatalf("all acknowledged: shipped=%v, %v; want true", done, err)
+	}
+}

@@ -376,8 +376,50 @@ func (s *Spool) loadPendingGaps() error {
 	return nil
 }
 
+// ackedFile holds the acknowledged Position, replaced atomically.
+const ackedFile = "acked.json"
+
+// Shipped reports whether the spool in dir is acknowledged up to the end of its last segment:
+// everything appended to it so far has been taken. It reads the files only, without opening the
+// spool, so it can watch the spool of a sidecar running in another process (the bench harness
+// does). A file being replaced or deleted between two reads makes it report false: ask again.
+func Shipped(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("read activity spool: %w", err)
+	}
+	var last uint64
+	for _, e := range entries {
+		if n, ok := parseSegName(e.Name()); ok && n > last {
+			last = n
+		}
+	}
+	if last == 0 {
+		return true, nil
+	}
+	fi, err := os.Stat(filepath.Join(dir, segName(last)))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // deleted once acknowledged
+	}
+	if err != nil {
+		return false, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ackedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return fi.Size() == 0, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read activity spool position: %w", err)
+	}
+	var acked Position
+	if err := json.Unmarshal(b, &acked); err != nil {
+		return false, fmt.Errorf("decode activity spool position %s: %w", filepath.Join(dir, ackedFile), err)
+	}
+	return acked.Segment > last || acked.Segment == last && acked.Offset >= fi.Size(), nil
+}
+
 func (s *Spool) loadAcked() error {
-	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, "acked.json"))
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, ackedFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -385,7 +427,7 @@ func (s *Spool) loadAcked() error {
 		return fmt.Errorf("read activity spool position: %w", err)
 	}
 	if err := json.Unmarshal(b, &s.acked); err != nil {
-		return fmt.Errorf("decode activity spool position %s: %w", filepath.Join(s.cfg.Dir, "acked.json"), err)
+		return fmt.Errorf("decode activity spool position %s: %w", filepath.Join(s.cfg.Dir, ackedFile), err)
 	}
 	return nil
 }
@@ -1160,11 +1202,11 @@ func (s *Spool) Ack(pos Position) error {
 
 func (s *Spool) storeAcked(pos Position) error {
 	b, _ := json.Marshal(pos)
-	tmp := filepath.Join(s.cfg.Dir, "acked.json.tmp")
+	tmp := filepath.Join(s.cfg.Dir, ackedFile+".tmp")
 	if err := writeFileSync(tmp, b); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(s.cfg.Dir, "acked.json")); err != nil {
+	if err := os.Rename(tmp, filepath.Join(s.cfg.Dir, ackedFile)); err != nil {
 		return fmt.Errorf("store activity spool position: %w", err)
 	}
 	if err := syncDir(s.cfg.Dir); err != nil {

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/gatehousedb/gatehouse/internal/activity"
 )
 
 func TestParsePgbench(t *testing.T) {
@@ -138,47 +134,5 @@ func TestParseOnly(t *testing.T) {
 	}
 	if _, err := parseOnly("select,selects"); err == nil || !strings.Contains(err.Error(), `"selects"`) {
 		t.Errorf("an unknown group: err = %v, want one naming it", err)
-	}
-}
-
-// TestSpoolShipped reads a real activity spool: not shipped while records are unacknowledged,
-// shipped once the position after the last one is acknowledged.
-func TestSpoolShipped(t *testing.T) {
-	dir := t.TempDir()
-	sp, err := activity.Open(activity.Config{Dir: dir, Sync: activity.SyncOS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	if done, err := spoolShipped(dir); err != nil || !done {
-		t.Fatalf("empty spool: shipped=%v, %v; want true", done, err)
-	}
-	for i := range 3 {
-		if err := sp.Append(context.Background(), &activity.Record{Type: activity.TypeStatement, Statement: fmt.Sprintf("SELECT %d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if done, err := spoolShipped(dir); err != nil || done {
-		t.Fatalf("3 records, none acknowledged: shipped=%v, %v; want false", done, err)
-	}
-	lines, pos, err := sp.ReadLines(activity.Position{}, 2, 1<<20)
-	if err != nil || len(lines) != 2 {
-		t.Fatalf("ReadLines: %d lines, %v", len(lines), err)
-	}
-	if err := sp.Ack(pos); err != nil {
-		t.Fatal(err)
-	}
-	if done, err := spoolShipped(dir); err != nil || done {
-		t.Fatalf("2 of 3 acknowledged: shipped=%v, %v; want false", done, err)
-	}
-	lines, pos, err = sp.ReadLines(pos, 10, 1<<20)
-	if err != nil || len(lines) != 1 {
-		t.Fatalf("ReadLines: %d lines, %v", len(lines), err)
-	}
-	if err := sp.Ack(pos); err != nil {
-		t.Fatal(err)
-	}
-	if done, err := spoolShipped(dir); err != nil || !done {
-		t.Fatalf("all acknowledged: shipped=%v, %v; want true", done, err)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,7 +171,7 @@ func (r *runner) settle(ctx context.Context) (time.Duration, error) {
 	dir := filepath.Join(r.env.sidecarDataDir, "activity")
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		done, err := spoolShipped(dir)
+		done, err := activity.Shipped(dir)
 		if err != nil {
 			return 0, err
 		}
@@ -193,40 +192,6 @@ func (r *runner) settle(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	return cpu1 - cpu0, nil
-}
-
-// spoolShipped reports whether a sidecar's activity spool (internal/activity) is acknowledged up
-// to the end of its last segment.
-func spoolShipped(dir string) (bool, error) {
-	segs, err := filepath.Glob(filepath.Join(dir, "seg-*.jsonl"))
-	if err != nil || len(segs) == 0 {
-		return len(segs) == 0, err
-	}
-	slices.Sort(segs) // the numbers are zero-padded
-	last := segs[len(segs)-1]
-	num, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(last), "seg-"), ".jsonl"), 10, 64)
-	if err != nil {
-		return false, fmt.Errorf("activity spool segment %s: %w", last, err)
-	}
-	fi, err := os.Stat(last)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil // deleted after an ack: look again
-		}
-		return false, err
-	}
-	var acked activity.Position
-	b, err := os.ReadFile(filepath.Join(dir, "acked.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return fi.Size() == 0, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(b, &acked); err != nil {
-		return false, nil // being replaced: look again
-	}
-	return acked.Segment > num || acked.Segment == num && acked.Offset >= fi.Size(), nil
 }
 
 // rows reads the 1,000,000-row table with a simple-protocol SELECT or with COPY TO STDOUT and
