@@ -45,7 +45,12 @@ type connReader struct {
 	buf  []byte  // big[:] or own[:]
 	r, w int     // buf[r:w] is buffered
 	err  error
-	own  [idleReadSize]byte
+	// Set by the relay (park.go): between messages (parkable, nothing buffered) a read timeout is
+	// the idler's cue to park and is returned; anywhere else retry clears the deadline and the
+	// read is made again, unless the session is ending.
+	parkable bool
+	retry    func() bool
+	own      [idleReadSize]byte
 }
 
 func newConnReader(rd io.Reader, pool *sync.Pool) *connReader {
@@ -156,6 +161,12 @@ func (b *connReader) fill(need int) {
 		}
 		b.w += n
 		if err != nil {
+			if b.retry != nil && !(b.parkable && b.w == 0) && isTimeout(err) && b.retry() {
+				if n > 0 {
+					return
+				}
+				continue
+			}
 			b.err = err
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -52,6 +53,9 @@ type Config struct {
 	// Pool keeps upstream connections of cleanly ended sessions for the next session of the same
 	// repository user, database and startup parameters (pool.go). The zero value disables it.
 	Pool PoolConfig
+	// ParkAfter is how long a session moves no byte before it gives up its goroutines until
+	// either side sends something (park.go); zero means one second, negative never.
+	ParkAfter time.Duration
 }
 
 // Engine serves PostgreSQL clients on one listener port.
@@ -70,6 +74,13 @@ type Engine struct {
 	byPID    map[uint32]*session
 	closing  bool
 	idle     chan struct{} // closed when closing and the last session has gone
+
+	// Parking idle sessions (park.go), under mu.
+	idler      *idler       // nil while the engine has no sessions
+	parkIDs    uint64       // last park id given out
+	parkWarned bool         // told the log that sessions cannot park here
+	quiet      []*session   // the sweep's scratch list
+	parked     atomic.Int64 // directions parked now
 }
 
 var _ proxy.Engine = (*Engine)(nil)
@@ -84,6 +95,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.TLS == nil && !cfg.AllowPlaintextPasswords {
 		return nil, errors.New("postgres engine: a TLS configuration is required unless plaintext passwords are allowed for development")
+	}
+	if cfg.ParkAfter == 0 {
+		cfg.ParkAfter = defaultParkAfter
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = defaultHandshakeTimeout
@@ -113,17 +127,17 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Serve handles one client connection until the session ends, and closes conn.
+// Serve handles one client connection until the session ends or parks (park.go), and closes conn
+// when the session ends. A parked session goes on without a goroutine; Shutdown waits for it.
 func (e *Engine) Serve(ctx context.Context, conn net.Conn) {
 	conn = rawio.WrapConn(conn) // see internal/rawio: no scheduler hand-offs around each read and write
-	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	s := newSession(e, conn, cancel)
 	if !e.add(s) {
+		cancel()
+		conn.Close()
 		return
 	}
-	defer e.remove(s)
 	s.run(ctx)
 }
 

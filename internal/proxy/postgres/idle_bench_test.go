@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gatehousedb/gatehouse/internal/proxy"
+	"github.com/gatehousedb/gatehouse/internal/proxy/postgres"
 )
 
 // What an idle client session costs the engine. The client connections are held by a child
@@ -53,14 +54,18 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 		name      string
 		auditor   proxy.Auditor
 		revocable bool // as in the sidecar: every grant can be revoked
+
+		parkAfter time.Duration
 	}{
-		{"relay", nil, true},
-		{"governed", nopAuditor{}, true},
-		{"relay-irrevocable", nil, false},
+		{"relay", nil, true, 0},
+		{"governed", nopAuditor{}, true, 0},
+		{"relay-irrevocable", nil, false, 0},
+		{"governed-unparked", nopAuditor{}, true, -1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			sc := startProxy(b, proxyOptions{
-				auditor: bc.auditor,
+				auditor:   bc.auditor,
+				parkAfter: bc.parkAfter,
 				// As in the sidecar: a structured logger that does not keep what it writes.
 				logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 			})
@@ -70,10 +75,10 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 				sc.auth.set(func(a *authorizer) { a.revoked = revoked })
 			}
 			// A first round warms up the pools and the runtime's spans and stacks.
-			measureIdle(b, sc, idleBenchConns)
+			measureIdle(b, sc, idleBenchConns, bc.parkAfter >= 0)
 			var sum idleCost
 			for b.Loop() {
-				sum = sum.add(measureIdle(b, sc, idleBenchConns))
+				sum = sum.add(measureIdle(b, sc, idleBenchConns, bc.parkAfter >= 0))
 			}
 			n := float64(b.N * idleBenchConns)
 			b.ReportMetric(float64(sum.heapInuse+sum.stack)/n, "B/idle-conn")
@@ -118,8 +123,8 @@ func snapshot(b *testing.B) idleSnapshot {
 }
 
 // measureIdle has a child process open n sessions through sc, run SELECT 1 on each and hold them
-// idle, and returns what they cost this process.
-func measureIdle(b *testing.B, sc *sidecar, n int) idleCost {
+// idle (parked, when park says they do), and returns what they cost this process.
+func measureIdle(b *testing.B, sc *sidecar, n int, park bool) idleCost {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -143,6 +148,15 @@ func measureIdle(b *testing.B, sc *sidecar, n int) idleCost {
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || line != "ready\n" {
 		b.Fatalf("client process: %q, %v", line, err)
+	}
+	if park {
+		// Idle sessions park (park.go): measure them parked.
+		for deadline := time.Now().Add(30 * time.Second); postgres.Parked(sc.engine) < int64(2*n); {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d session directions parked", postgres.Parked(sc.engine), 2*n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	after := snapshot(b)
 

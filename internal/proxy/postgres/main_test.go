@@ -323,10 +323,17 @@ type proxyOptions struct {
 	pool postgres.PoolConfig
 	// logger replaces the test log collector (which keeps every line in memory).
 	logger *slog.Logger
+	// parkAfter is Config.ParkAfter; zero means parkDefault, so that every test's sessions park
+	// whenever they pause (park.go). Negative turns parking off.
+	parkAfter time.Duration
 }
 
 // poolDefault is the pooling the engine tests run with.
 var poolDefault = postgres.PoolConfig{Idle: 4}
+
+// parkDefault is how long the engine tests' sessions are quiet before they park: short, so that
+// parking and resuming happen all through the tests, between a client's messages too.
+const parkDefault = 2 * time.Millisecond
 
 type sidecar struct {
 	engine *postgres.Engine
@@ -372,9 +379,12 @@ func startProxy(t testing.TB, o proxyOptions) *sidecar {
 		Name: "sales", Type: gatehouse.PostgreSQL, Version: "15", Hostname: o.hostname, Port: srv.Port(),
 		Database: o.database, TLSMode: o.tlsMode, CABundle: o.caBundle,
 	}}
+	if o.parkAfter == 0 {
+		o.parkAfter = parkDefault
+	}
 	cfg := postgres.Config{
 		Port: port, Authorizer: auth, Credentials: res, Logger: logger,
-		AllowPlaintextPasswords: o.plaintext, Auditor: o.auditor, Pool: o.pool,
+		AllowPlaintextPasswords: o.plaintext, Auditor: o.auditor, Pool: o.pool, ParkAfter: o.parkAfter,
 		// Every repository host name resolves to the test server, so names not in its
 		// certificate can be tried.
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {

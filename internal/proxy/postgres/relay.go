@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 )
 
@@ -17,54 +16,92 @@ const endWriteTimeout = 2 * time.Second
 // revoked or the engine shuts down. Messages are copied whole and otherwise untouched; with an
 // Auditor, statement messages are governed on the way (govern.go).
 //
-// The client→upstream direction runs on the session's goroutine and the other on one of its own;
-// whichever stops first closes both connections, which stops the other. Nothing else waits: the
-// token's expiry is a timer, and the grant's revocation and the engine's shutdown are context
-// callbacks, each of which ends the session through end and interrupt. An idle session is thus two
-// parked goroutines and its buffers (buffer.go).
-func (s *session) relay(ctx context.Context) (endReason, error) {
+// Each direction has a goroutine: client→upstream carries on on the session's, the other gets one
+// of its own. Whichever stops first closes both connections (closeConns), which stops the other,
+// and the last to stop ends the session (ended). Nothing else waits: the token's expiry is a timer,
+// and the grant's revocation and the engine's shutdown are context callbacks, each of which ends the
+// session through end and interrupt. A quiet session parks: its directions give up their goroutines
+// until there is something to read (park.go). relay returns when the session has ended, or when
+// the session's goroutine has parked.
+func (s *session) relay(ctx context.Context) {
 	s.client.SetDeadline(time.Time{})
-	s.relaying.Store(true)
+	s.ctx, s.relayStart, s.done = ctx, time.Now(), make(chan struct{})
 	if exp := s.grant.Identity.TokenExpiresAt; !exp.IsZero() {
-		t := time.AfterFunc(time.Until(exp), func() { s.end(endExpired) })
-		defer t.Stop()
+		s.expiry = time.AfterFunc(time.Until(exp), func() { s.end(endExpired) })
 	}
 	if revoked := s.grant.Revoked; revoked != nil {
-		stop := context.AfterFunc(revoked, func() { s.end(endRevoked) })
-		defer stop()
+		s.stopRevoked = context.AfterFunc(revoked, func() { s.end(endRevoked) })
 	}
+	s.idl = s.e.idlerFor(s)
+	if s.idl != nil {
+		s.cr.retry = func() bool { return s.clearDeadline(dirClient) }
+		s.upstream.r.retry = func() bool { return s.clearDeadline(dirUpstream) }
+	}
+	s.live.Store(2)
+	s.relaying.Store(true)
 	if ctx.Err() != nil {
 		// Ended just before relaying was set: run's callback found it false and left the
 		// interrupting to us.
 		s.interrupt()
 	}
-
-	var (
-		mu    sync.Mutex
-		first error
-		set   bool
-	)
-	stop := func(err error) {
-		mu.Lock()
-		if !set {
-			first, set = err, true
-		}
-		mu.Unlock()
-		s.client.Close()
-		s.upstream.conn.Close()
+	go s.direction(dirUpstream)
+	if s.direction(dirClient) {
+		<-s.done
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { stop(s.upstreamToClient()) })
-	stop(s.clientToUpstream(ctx))
-	wg.Wait()
+}
+
+// errParked is how a direction's loop says its goroutine has parked (park.go).
+var errParked = errors.New("parked")
+
+// direction runs direction d's loop on the calling goroutine until it stops or parks, and
+// reports whether it stopped. The last direction to stop ends the session.
+func (s *session) direction(d int) bool {
+	var err error
+	if d == dirClient {
+		err = s.clientToUpstream(s.ctx)
+	} else {
+		err = s.upstreamToClient()
+	}
+	if err == errParked {
+		return false // the session may already be running on another goroutine: hands off
+	}
+	if d == dirUpstream && s.gov != nil {
+		close(s.gov.upDone)
+	}
+	s.reasonMu.Lock()
+	if !s.errSet {
+		s.firstErr, s.errSet = err, true
+	}
+	s.reasonMu.Unlock()
+	s.closeConns()
+	if s.live.Add(-1) == 0 {
+		s.ended()
+	}
+	return true
+}
+
+// ended finishes the session once both directions have stopped.
+func (s *session) ended() {
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	if s.stopRevoked != nil {
+		s.stopRevoked()
+	}
 	// Wait for an interrupt under way (its FATAL written or given up on); none can start after.
 	s.interruptOnce.Do(func() {})
+	s.cr.retry, s.upstream.r.retry = nil, nil
 
-	err := first
+	s.reasonMu.Lock()
+	err := s.firstErr
+	s.reasonMu.Unlock()
 	if isEOF(err) || errors.Is(err, errClientTerminated) {
 		err = nil
 	}
-	return s.endReason(), err
+	s.finish(s.ctx, time.Since(s.relayStart), s.endReason(), err)
+	s.upstream.conn.Close()
+	s.close()
+	close(s.done)
 }
 
 // interrupt ends a relaying session from outside, for the reason given to end: it tells the
@@ -77,8 +114,7 @@ func (s *session) interrupt() {
 			r = endShutdown
 		}
 		s.sendEnd(r)
-		s.client.Close()
-		s.upstream.conn.Close()
+		s.closeConns()
 	})
 }
 
@@ -131,8 +167,15 @@ func (s *session) clientToUpstream(ctx context.Context) error {
 	up := s.upstream
 	g := s.gov
 	for {
+		s.cr.parkable = true
 		typ, n, err := readHeader(s.cr, maxMessageLen)
+		s.cr.parkable = false
 		if err != nil {
+			if isTimeout(err) {
+				if err = s.park(dirClient, err); err == nil {
+					continue
+				}
+			}
 			return err
 		}
 		s.bytesUp.Add(int64(n) + 5)
@@ -168,15 +211,19 @@ func (s *session) clientToUpstream(ctx context.Context) error {
 // upstreamToClient forwards server messages, each whole under the write lock.
 func (s *session) upstreamToClient() error {
 	up := s.upstream
-	if s.gov != nil {
-		defer close(s.gov.upDone)
-	}
 	for {
 		if err := s.relayBuffered(); err != nil {
 			return err
 		}
+		up.r.parkable = true
 		typ, n, err := readHeader(up.r, maxMessageLen)
+		up.r.parkable = false
 		if err != nil {
+			if isTimeout(err) {
+				if err = s.park(dirUpstream, err); err == nil {
+					continue
+				}
+			}
 			return err
 		}
 		if s.gov != nil {

@@ -48,13 +48,35 @@ type session struct {
 	upstream *upstreamConn
 	cancels  int // cancel requests being forwarded to upstream; guarded by e.mu
 
+	raw           net.Conn // the accepted connection, under TLS
 	relaying      atomic.Bool
 	reasonMu      sync.Mutex
 	reason        endReason
+	firstErr      error // the error the relay stopped with first; under reasonMu
+	errSet        bool
 	cancel        context.CancelFunc // cancels the session's context; run's callback then interrupts the relay
+	stopWatch     func() bool        // stops that callback
 	interruptOnce sync.Once
 	bytesUp       atomic.Int64
 	bytesDown     atomic.Int64
+
+	// The relay (relay.go): its context, start, timers, directions still running and end.
+	ctx         context.Context
+	relayStart  time.Time
+	expiry      *time.Timer
+	stopRevoked func() bool
+	live        atomic.Int32
+	done        chan struct{} // closed when the session has ended
+
+	// Parking (park.go). pmu guards closing and parked; the sweep's fields are the engine's, under e.mu.
+	idl        *idler
+	parkID     uint64
+	pmu        sync.Mutex
+	closing    bool
+	parked     [2]bool
+	sweepBytes int64
+	quietSince time.Time
+	parkAsked  bool
 
 	// Statement governance (govern.go); nil without an Auditor.
 	gov            *governor
@@ -68,6 +90,7 @@ func newSession(e *Engine, conn net.Conn, cancel context.CancelFunc) *session {
 		cancel:     cancel,
 		e:          e,
 		client:     conn,
+		raw:        conn,
 		clientAddr: conn.RemoteAddr().String(),
 		cr:         newConnReader(conn, e.bufs),
 		cw:         newConnWriter(conn, e.bufs),
@@ -105,7 +128,7 @@ func (s *session) endReason() endReason {
 
 func (s *session) run(ctx context.Context) {
 	// ctx is the session's own: it ends when the engine's caller cancels or when end is called.
-	stopWatch := context.AfterFunc(ctx, func() {
+	s.stopWatch = context.AfterFunc(ctx, func() {
 		s.end(endShutdown)
 		if s.relaying.Load() {
 			s.interrupt()
@@ -114,7 +137,6 @@ func (s *session) run(ctx context.Context) {
 			s.client.SetDeadline(time.Now())
 		}
 	})
-	defer stopWatch()
 
 	hctx, cancel := context.WithTimeout(ctx, s.e.cfg.HandshakeTimeout)
 	s.client.SetDeadline(time.Now().Add(s.e.cfg.HandshakeTimeout))
@@ -124,16 +146,22 @@ func (s *session) run(ctx context.Context) {
 		if s.upstream != nil {
 			s.upstream.conn.Close()
 		}
+		s.close()
 		return
 	}
-	defer s.upstream.conn.Close()
 	s.startup = nil // its parameters are upstream's now; not to be kept while the session idles
 
 	s.started = true
 	s.log().Info("session started", "database", s.upstream.database, "upstream_tls", s.upstream.tls)
-	start := time.Now()
-	reason, err := s.relay(ctx)
-	s.finish(ctx, time.Since(start), reason, err)
+	s.relay(ctx)
+}
+
+// close is the last thing a session does: the engine forgets it and its connection is closed.
+func (s *session) close() {
+	s.stopWatch()
+	s.e.remove(s)
+	s.cancel()
+	s.raw.Close()
 }
 
 // finish records and logs the end of the session and hands its upstream connection back to the
