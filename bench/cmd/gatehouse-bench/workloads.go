@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,6 +288,12 @@ func (r *runner) idle(ctx context.Context, t target, n int) (run, error) {
 	if err != nil {
 		return run{}, err
 	}
+	if r.env.pprofAddr != "" && t.name == "gatehouse" {
+		// With -profile: what the sidecar's heap holds now, and the runtime's own account.
+		if err := r.saveHeap(); err != nil {
+			say("  sidecar heap profile: %v", err)
+		}
+	}
 	k := float64(len(conns))
 	out := run{failures: failures, extra: map[string]float64{
 		"connections":      k,
@@ -537,4 +544,27 @@ func (r *runner) waitBackends(ctx context.Context, n int, within time.Duration) 
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// saveHeap writes the sidecar's heap profile, with the runtime's memory statistics at its end, to
+// sidecar-idle-heap.txt in the output directory.
+func (r *runner) saveHeap() error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", r.env.pprofAddr))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(r.cfg.out, "sidecar-idle-heap.txt")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	say("  wrote %s", path)
+	return nil
 }
