@@ -34,6 +34,7 @@ type sidecarFileConfig struct {
 	ReportInterval          string `yaml:"report_interval"`
 	DrainTimeout            string `yaml:"drain_timeout"`
 	UpstreamPoolIdle        *int   `yaml:"upstream_pool_idle"`
+	ParkIdleAfter           string `yaml:"park_idle_after"`
 
 	Secrets  sidecarSecretsFileConfig  `yaml:",inline"`
 	Activity sidecarActivityFileConfig `yaml:",inline"`
@@ -42,7 +43,7 @@ type sidecarFileConfig struct {
 type sidecarRunFlags struct {
 	config, controlPlane, sidecarID, privateKey, tlsCert, tlsKey, dataDir, listenHost string
 	allowPlaintext                                                                    bool
-	reportInterval, drainTimeout                                                      time.Duration
+	reportInterval, drainTimeout, parkIdleAfter                                       time.Duration
 	upstreamPoolIdle                                                                  int
 	secrets                                                                           sidecarSecretsFlags
 	activity                                                                          sidecarActivityFlags
@@ -71,6 +72,7 @@ Each setting is taken from its flag, else from its environment variable, else fr
   --report-interval DURATION  GATEHOUSE_REPORT_INTERVAL              report_interval (default 5s)
   --drain-timeout DURATION    GATEHOUSE_DRAIN_TIMEOUT                drain_timeout (default 30s)
   --upstream-pool-idle N      GATEHOUSE_UPSTREAM_POOL_IDLE           upstream_pool_idle (default 8; 0 disables pooling)
+  --park-idle-after DURATION  GATEHOUSE_PARK_IDLE_AFTER              park_idle_after (default 1s; 0 never parks)
 ` + sidecarActivityHelp + `
 
 On SIGTERM or Ctrl-C the sidecar stops accepting connections at once and lets open sessions finish
@@ -127,6 +129,8 @@ func (f *sidecarRunFlags) add(cmd *cobra.Command) {
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "on SIGTERM, how long open sessions may finish before they are ended (default 30s)")
 	fl.IntVar(&f.upstreamPoolIdle, "upstream-pool-idle", sidecar.DefaultUpstreamPoolIdle,
 		"idle PostgreSQL connections kept per repository user, database and startup parameters for the next session; 0 disables pooling")
+	fl.DurationVar(&f.parkIdleAfter, "park-idle-after", 0,
+		"how long a PostgreSQL session moves nothing before it parks, holding no goroutine until either side sends (default 1s; 0 never parks)")
 	f.secrets.add(fl)
 	f.activity.add(fl)
 
@@ -199,6 +203,18 @@ func (f *sidecarRunFlags) resolve(e *env, cmd *cobra.Command) (sidecar.Config, e
 			}
 			cfg.DrainTimeout = d
 		}
+	}
+	if cmd.Flags().Changed("park-idle-after") {
+		if f.parkIdleAfter < 0 {
+			return sidecar.Config{}, usageErrorf("--park-idle-after must be 0 (never park) or a positive duration like 1s, not %s", f.parkIdleAfter)
+		}
+		cfg.ParkIdleAfter = parkSetting(f.parkIdleAfter)
+	} else if v := pick("", "GATEHOUSE_PARK_IDLE_AFTER", file.ParkIdleAfter); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return sidecar.Config{}, usageErrorf("park idle after must be 0 (never park) or a positive duration like 1s, not %q", v)
+		}
+		cfg.ParkIdleAfter = parkSetting(d)
 	}
 	poolIdle, poolSet := 0, true
 	switch {
@@ -334,4 +350,13 @@ func sidecarInstancesCmd(e *env) *cobra.Command {
 			})
 		},
 	}
+}
+
+// parkSetting turns the user's park-idle-after, where 0 means never, into sidecar.Config's, where
+// 0 means the default and negative never.
+func parkSetting(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -127,3 +127,53 @@ func TestSidecarRunUsage(t *testing.T) {
 		t.Errorf("missing key file: exit %d, %s", code, stderr)
 	}
 }
+
+func TestSidecarParkIdleAfter(t *testing.T) {
+	dir := t.TempDir()
+	yamlFile := filepath.Join(dir, "sidecar.yaml")
+	if err := os.WriteFile(yamlFile, []byte("park_idle_after: 250ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    time.Duration // sidecar.Config.ParkIdleAfter: 0 default, negative never
+		wantErr string
+	}{
+		{"default", nil, nil, 0, ""},
+		{"flag", []string{"--park-idle-after", "5s"}, nil, 5 * time.Second, ""},
+		{"flag 0 never parks", []string{"--park-idle-after", "0"}, nil, -1, ""},
+		{"environment", nil, map[string]string{"GATEHOUSE_PARK_IDLE_AFTER": "0s"}, -1, ""},
+		{"file", []string{"--config", yamlFile}, nil, 250 * time.Millisecond, ""},
+		{"flag over environment over file", []string{"--config", yamlFile, "--park-idle-after", "2s"},
+			map[string]string{"GATEHOUSE_PARK_IDLE_AFTER": "3s"}, 2 * time.Second, ""},
+		{"environment over file", []string{"--config", yamlFile}, map[string]string{"GATEHOUSE_PARK_IDLE_AFTER": "3s"}, 3 * time.Second, ""},
+		{"not a duration", nil, map[string]string{"GATEHOUSE_PARK_IDLE_AFTER": "soon"}, 0, `not "soon"`},
+		{"negative", []string{"--park-idle-after", "-1s"}, nil, 0, "0 (never park) or a positive duration"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &env{Options: Options{Stderr: os.Stderr, Getenv: func(k string) string { return tc.env[k] }}, logLevel: "error"}
+			cmd := &cobra.Command{}
+			var f sidecarRunFlags
+			f.add(cmd)
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := f.resolve(e, cmd)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("resolve = %v; want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.ParkIdleAfter != tc.want {
+				t.Errorf("ParkIdleAfter = %v, want %v", cfg.ParkIdleAfter, tc.want)
+			}
+		})
+	}
+}

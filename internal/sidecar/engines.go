@@ -21,6 +21,7 @@ func DefaultEngines() map[gatehouse.DatabaseType]EngineFactory {
 				Logger:                  p.Logger,
 				Auditor:                 p.Auditor,
 				Pool:                    postgres.PoolConfig{Idle: p.UpstreamPoolIdle},
+				ParkAfter:               p.ParkIdleAfter,
 			})
 		},
 		gatehouse.MySQL: func(p EngineParams) (proxy.Engine, error) {

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -29,6 +30,8 @@ const (
 	DefaultDrainTimeout   = 30 * time.Second
 	// DefaultUpstreamPoolIdle is how many idle upstream connections are kept per pool key.
 	DefaultUpstreamPoolIdle = 8
+	// DefaultParkIdleAfter is how long a PostgreSQL session moves nothing before it parks.
+	DefaultParkIdleAfter = time.Second
 )
 
 // EngineParams is what an engine factory gets for one listener port.
@@ -46,6 +49,9 @@ type EngineParams struct {
 	// UpstreamPoolIdle is how many idle upstream connections the engine keeps per (repository,
 	// repository user, database, startup parameters); zero disables pooling. PostgreSQL only.
 	UpstreamPoolIdle int
+	// ParkIdleAfter is how long a session moves no byte before it gives up its goroutines until
+	// either side sends something; negative never. PostgreSQL only.
+	ParkIdleAfter time.Duration
 }
 
 // EngineFactory makes the engine serving one listener port.
@@ -90,6 +96,10 @@ type Config struct {
 	// session (see docs/performance.md). DefaultUpstreamPoolIdle when zero; negative disables
 	// pooling.
 	UpstreamPoolIdle int
+	// ParkIdleAfter is how long a PostgreSQL session moves no byte before it parks: it gives up
+	// its goroutines, and with them most of its memory, until either side sends something (see
+	// docs/performance.md). DefaultParkIdleAfter when zero; negative never parks.
+	ParkIdleAfter time.Duration
 
 	// Engines maps database types to engine factories. A port whose type has no factory accepts
 	// connections and closes them. Nil means DefaultEngines.
@@ -275,6 +285,7 @@ func (s *Sidecar) newEngine(p gatehouse.ListenerPort) (proxy.Engine, error) {
 		Auditor:                 s.audit,
 		Logger:                  s.logger.With("port", p.Port),
 		UpstreamPoolIdle:        s.upstreamPoolIdle(),
+		ParkIdleAfter:           cmp.Or(s.cfg.ParkIdleAfter, DefaultParkIdleAfter),
 	})
 }
 
