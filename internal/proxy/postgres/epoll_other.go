@@ -2,7 +2,10 @@
 
 package postgres
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // epoll exists only on Linux; elsewhere sessions do not park (park.go).
 type epoll struct{}
@@ -13,7 +16,7 @@ func newEpoll() (*epoll, error) { return nil, errors.New("parking idle sessions 
 
 func (p *epoll) add(fd int, id uint64) error { return errors.New("no epoll") }
 func (p *epoll) del(fd int)                  {}
-func (p *epoll) wait(evs epollEvents, ms int, ids []uint64) ([]uint64, error) {
+func (p *epoll) wait(evs epollEvents, d time.Time, ids []uint64) ([]uint64, error) {
 	return ids, errors.New("no epoll")
 }
 func (p *epoll) close() {}

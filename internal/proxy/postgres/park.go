@@ -96,7 +96,7 @@ func (d *idler) run() {
 	next := time.Now().Add(d.every)
 	for {
 		var err error
-		ids, err = d.ep.wait(evs, int(time.Until(next)/time.Millisecond)+1, ids[:0])
+		ids, err = d.ep.wait(evs, next, ids[:0])
 		if err != nil {
 			d.e.logger.Error("idle sessions: waiting for parked sockets failed", "err", err)
 			time.Sleep(d.every)
