@@ -7,7 +7,7 @@
 //	make bench            # full run: 3 rounds of 10 s pgbench runs
 //	make bench QUICK=1    # 1 s pgbench runs instead of 10 s: under 5 minutes on 2 cores
 //	make bench PIN=1      # proxies on CPU 0; PostgreSQL, pgbench and the harness on CPU 1
-//	make bench PROFILE=1  # also take a CPU profile of the sidecar (select-only, extended, 8 clients)
+//	make bench PROFILE=1  # also take a CPU profile of the sidecar (select-only, extended, 8 clients) and its idle heap
 //	make bench RELAY=1    # also measure go-relay, a bare Go TLS relay (relay.go)
 package main
 
@@ -83,7 +83,7 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("QUICK") != "", "quick mode: fewer, shorter runs (QUICK=1)")
 	flag.BoolVar(&cfg.pin, "pin", os.Getenv("PIN") != "", "pin the proxies to CPU 0 and everything else to CPU 1 (PIN=1)")
 	flag.BoolVar(&cfg.relay, "relay", os.Getenv("RELAY") != "", "also measure go-relay, a bare Go TLS relay: the floor of a goroutine-per-connection Go proxy (RELAY=1)")
-	flag.BoolVar(&cfg.profile, "profile", os.Getenv("PROFILE") != "", "take a CPU profile of the sidecar (PROFILE=1)")
+	flag.BoolVar(&cfg.profile, "profile", os.Getenv("PROFILE") != "", "take a CPU profile of the sidecar, and its heap with the idle connections open (PROFILE=1)")
 	flag.IntVar(&cfg.runs, "runs", 0, "rounds (default 3)")
 	flag.IntVar(&cfg.seconds, "seconds", 0, "duration of each pgbench run (default 10, quick 1)")
 	flag.IntVar(&cfg.scale, "scale", 10, "pgbench scale factor")

@@ -36,9 +36,11 @@
 //	  │◀─ FATAL 57P01 "access token expired at ..." / "access token revoked" /
 //	  │   "server is shutting down", then both connections close
 //
-// The relay runs one direction on the session's goroutine and the other on a goroutine of its own;
-// an idle session holds those two (plus one waiting for the grant's revocation) and small read
-// buffers, and borrows 16 KiB buffers from the engine only while data moves (buffer.go).
+// The relay runs one direction on the session's goroutine and the other on a goroutine of its own,
+// and borrows 16 KiB buffers from the engine only while data moves (buffer.go). A session quiet for
+// Config.ParkAfter parks: both goroutines return, and the engine's idler (one epoll set) starts a
+// direction again when its socket turns readable (park.go). An idle session is then its TLS state,
+// its structs and two 512-byte read buffers, and no goroutine.
 //
 // A CancelRequest arrives on a new connection (plain or after an SSLRequest). Its key is the one
 // this engine issued (random per session); it is compared in constant time and, when it matches,

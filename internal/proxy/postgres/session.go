@@ -165,8 +165,7 @@ func (s *session) close() {
 }
 
 // finish records and logs the end of the session and hands its upstream connection back to the
-// pool. It is apart from run so that its frame is not on the session's stack while the relay waits
-// (a parked goroutine keeps the stack its deepest frames need).
+// pool. The last relay direction to stop calls it (ended).
 func (s *session) finish(ctx context.Context, dur time.Duration, reason endReason, err error) {
 	if s.gov != nil {
 		end := proxy.SessionEnd{Duration: dur, BytesFromClient: s.bytesUp.Load(), BytesToClient: s.bytesDown.Load()}
