@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 
+	"github.com/gatehousedb/gatehouse/internal/sidecar"
 	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
 
@@ -64,22 +65,9 @@ report_interval: 2s
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &env{Options: Options{Stderr: os.Stderr, Getenv: func(k string) string { return tc.env[k] }}, logLevel: "error"}
-			cmd := &cobra.Command{}
-			var f sidecarRunFlags
-			f.add(cmd)
-			if err := cmd.ParseFlags(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := f.resolve(e, cmd)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("resolve = %v; want an error containing %q", err, tc.wantErr)
-				}
+			cfg, ok := resolveSidecarSettings(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			g := got{cfg.ControlPlane, cfg.SidecarID, cfg.PrivateKeyFile, cfg.ListenHost, cfg.AllowPlaintextPasswords, cfg.ReportInterval}
 			if diff := cmp.Diff(tc.want, g); diff != "" {
@@ -154,26 +142,38 @@ func TestSidecarParkIdleAfter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &env{Options: Options{Stderr: os.Stderr, Getenv: func(k string) string { return tc.env[k] }}, logLevel: "error"}
-			cmd := &cobra.Command{}
-			var f sidecarRunFlags
-			f.add(cmd)
-			if err := cmd.ParseFlags(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := f.resolve(e, cmd)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("resolve = %v; want an error containing %q", err, tc.wantErr)
-				}
+			cfg, ok := resolveSidecarSettings(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if cfg.ParkIdleAfter != tc.want {
 				t.Errorf("ParkIdleAfter = %v, want %v", cfg.ParkIdleAfter, tc.want)
 			}
 		})
 	}
+}
+
+// resolveSidecarSettings resolves `gatehouse sidecar` settings from args and env as the command
+// does. With wantErr it checks that resolving fails with it and reports false; otherwise it
+// returns the configuration.
+func resolveSidecarSettings(t *testing.T, args []string, environ map[string]string, wantErr string) (sidecar.Config, bool) {
+	t.Helper()
+	e := &env{Options: Options{Stderr: os.Stderr, Getenv: func(k string) string { return environ[k] }}, logLevel: "error"}
+	cmd := &cobra.Command{}
+	var f sidecarRunFlags
+	f.add(cmd)
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.resolve(e, cmd)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("resolve = %v; want an error containing %q", err, wantErr)
+		}
+		return sidecar.Config{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, true
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spf13/cobra"
 
 	"github.com/gatehousedb/gatehouse/internal/secret/aws"
 	"github.com/gatehousedb/gatehouse/internal/sidecar"
@@ -80,22 +79,9 @@ azure_disable_challenge_resource_verification: true
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &env{Options: Options{Stderr: os.Stderr, Getenv: func(k string) string { return tc.env[k] }}, logLevel: "error"}
-			cmd := &cobra.Command{}
-			var f sidecarRunFlags
-			f.add(cmd)
-			if err := cmd.ParseFlags(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := f.resolve(e, cmd)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("resolve = %v; want an error containing %q", err, tc.wantErr)
-				}
+			cfg, ok := resolveSidecarSettings(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tc.want, cfg.Secrets); diff != "" {
 				t.Errorf("secret settings (-want +got):\n%s", diff)
