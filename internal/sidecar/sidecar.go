@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -30,8 +29,6 @@ const (
 	DefaultDrainTimeout   = 30 * time.Second
 	// DefaultUpstreamPoolIdle is how many idle upstream connections are kept per pool key.
 	DefaultUpstreamPoolIdle = 8
-	// DefaultParkIdleAfter is how long a PostgreSQL session moves nothing before it parks.
-	DefaultParkIdleAfter = time.Second
 )
 
 // EngineParams is what an engine factory gets for one listener port.
@@ -50,7 +47,7 @@ type EngineParams struct {
 	// repository user, database, startup parameters); zero disables pooling. PostgreSQL only.
 	UpstreamPoolIdle int
 	// ParkIdleAfter is how long a session moves no byte before it gives up its goroutines until
-	// either side sends something; negative never. PostgreSQL only.
+	// either side sends something; zero means the engine's default, negative never. PostgreSQL only.
 	ParkIdleAfter time.Duration
 }
 
@@ -98,7 +95,7 @@ type Config struct {
 	UpstreamPoolIdle int
 	// ParkIdleAfter is how long a PostgreSQL session moves no byte before it parks: it gives up
 	// its goroutines, and with them most of its memory, until either side sends something (see
-	// docs/performance.md). DefaultParkIdleAfter when zero; negative never parks.
+	// docs/performance.md). The engine's default (one second) when zero; negative never parks.
 	ParkIdleAfter time.Duration
 
 	// Engines maps database types to engine factories. A port whose type has no factory accepts
@@ -285,7 +282,7 @@ func (s *Sidecar) newEngine(p gatehouse.ListenerPort) (proxy.Engine, error) {
 		Auditor:                 s.audit,
 		Logger:                  s.logger.With("port", p.Port),
 		UpstreamPoolIdle:        s.upstreamPoolIdle(),
-		ParkIdleAfter:           cmp.Or(s.cfg.ParkIdleAfter, DefaultParkIdleAfter),
+		ParkIdleAfter:           s.cfg.ParkIdleAfter,
 	})
 }
 

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -76,11 +75,9 @@ type Engine struct {
 	idle     chan struct{} // closed when closing and the last session has gone
 
 	// Parking idle sessions (park.go), under mu.
-	idler      *idler       // nil while the engine has no sessions
-	parkIDs    uint64       // last park id given out
-	parkWarned bool         // told the log that sessions cannot park here
-	quiet      []*session   // the sweep's scratch list
-	parked     atomic.Int64 // directions parked now
+	idler      *idler // nil while the engine has no sessions
+	parkIDs    uint64 // last park id given out
+	parkWarned bool   // told the log that sessions cannot park here
 }
 
 var _ proxy.Engine = (*Engine)(nil)

@@ -61,6 +61,8 @@ type idler struct {
 
 	mu     sync.Mutex
 	parked map[uint64]*session // by park id: the session's parkID<<1 | direction
+
+	quiet []*session // the sweep's scratch list; only the idler's goroutine uses it
 }
 
 // idlerFor gives s its park id and returns the engine's idler, starting it if need be; nil when
@@ -112,7 +114,7 @@ func (d *idler) run() {
 		}
 		if now := time.Now(); !now.Before(next) {
 			next = now.Add(d.every)
-			if !d.e.sweep(now) {
+			if !d.sweep(now) {
 				d.ep.close()
 				return
 			}
@@ -122,14 +124,15 @@ func (d *idler) run() {
 
 // sweep asks the sessions that have been quiet for ParkAfter to park. It reports false, and
 // retires the idler, when the engine has no sessions left.
-func (e *Engine) sweep(now time.Time) bool {
+func (d *idler) sweep(now time.Time) bool {
+	e := d.e
 	e.mu.Lock()
 	if len(e.sessions) == 0 {
 		e.idler = nil
 		e.mu.Unlock()
 		return false
 	}
-	quiet := e.quiet[:0]
+	quiet := d.quiet[:0]
 	for s := range e.sessions {
 		if !s.relaying.Load() || s.idl == nil {
 			continue
@@ -148,7 +151,7 @@ func (e *Engine) sweep(now time.Time) bool {
 		s.askPark()
 		quiet[i] = nil
 	}
-	e.quiet = quiet[:0]
+	d.quiet = quiet[:0]
 	return true
 }
 
@@ -193,7 +196,6 @@ func (s *session) park(d int, err error) error {
 		cerr := rc.Control(func(fd uintptr) { aerr = s.idl.ep.add(int(fd), id) })
 		if cerr == nil && aerr == nil {
 			s.parked[d] = true
-			s.e.parked.Add(1)
 			return errParked
 		}
 		s.idl.mu.Lock()
@@ -223,7 +225,6 @@ func (s *session) resume(d int) {
 // direction.
 func (s *session) unpark(d int) {
 	s.parked[d] = false
-	s.e.parked.Add(-1)
 	if rc := rawConn(s.conn(d)); rc != nil {
 		rc.Control(func(fd uintptr) { s.idl.ep.del(int(fd)) })
 	}
