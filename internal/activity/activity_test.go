@@ -458,33 +458,64 @@ func TestSealedLineIsCanonical(t *testing.T) {
 	}
 }
 
-// TestDeferredRecords: deferred records are written before the next Append's, by the background
-// syncer when nothing else is appended, and at Close.
+// TestDeferredRecords: a session's deferred outcome is carried by its next statement or
+// session.end record; an earlier one still waiting (a pipelined statement's), one without a
+// session, and one no record came to carry are written as records of their own: before the next
+// Append's records, by the background syncer, and at Close.
 func TestDeferredRecords(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, activity.Config{Dir: dir, SyncEvery: time.Hour})
-	appendN(t, s, 0, 1)
-	end := &activity.Record{Type: activity.TypeStatementEnd, Ref: 1, SessionID: "s1", Rows: 1}
-	s.Defer(end)
-	appendN(t, s, 1, 1)
-	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 3, SessionID: "s1"})
+	appendN(t, s, 0, 1)                                                                                           // 1, session s1
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 1, SessionID: "s1", Rows: 1, DurationMS: 0.5}) // carried by 2
+	appendN(t, s, 1, 1)                                                                                           // 2
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 2, SessionID: "s1", Rows: 2})                  // 3: displaced by the next
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 2, SessionID: "s1", Rows: 3})                  // carried by 5
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 1, Rows: 4})                                   // 4: no session
+	other := stmt(2)
+	other.SessionID = "s2"
+	if err := s.Append(context.Background(), other); err != nil { // 5: another session's, carries nothing
+		t.Fatal(err)
+	}
+	if other.End != (activity.End{}) {
+		t.Errorf("a record of session s2 carried %+v", other.End)
+	}
+	end := &activity.Record{Type: activity.TypeSessionEnd, SessionID: "s1", DurationMS: 9}
+	if err := s.Append(context.Background(), end); err != nil { // 6: carries Ref 2's outcome
+		t.Fatal(err)
+	}
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 5, SessionID: "s2", ErrorCode: "57014"}) // 7: at Close
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s = open(t, activity.Config{Dir: dir, SyncEvery: 5 * time.Millisecond})
-	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 3, SessionID: "s1"})
-	waitFor(t, "the background syncer to write a deferred record", func() bool { return s.Stats().Seq == 5 })
+	s.Defer(&activity.Record{Type: activity.TypeStatementEnd, Ref: 5, SessionID: "s3"}) // 8: by the syncer
+	waitFor(t, "the background syncer to write a deferred record", func() bool { return s.Stats().Seq == 8 })
 	recs := readAll(t, s)
 	var got []string
 	for _, r := range recs {
-		got = append(got, fmt.Sprintf("%d %s %d", r.Seq, r.Type, r.Ref))
+		got = append(got, fmt.Sprintf("%d %s %s ref %d rows %d, end %+v", r.Seq, r.Type, r.SessionID, r.Ref, r.Rows, r.End))
 	}
-	want := []string{"1 statement 0", "2 statement.end 1", "3 statement 0", "4 statement.end 3", "5 statement.end 3"}
+	want := []string{
+		"1 statement s1 ref 0 rows 0, end {Ref:0 Rows:0 DurationMS:0 ErrorCode: Reason:}",
+		"2 statement s1 ref 0 rows 1, end {Ref:1 Rows:1 DurationMS:0.5 ErrorCode: Reason:}",
+		"3 statement.end s1 ref 2 rows 2, end {Ref:0 Rows:0 DurationMS:0 ErrorCode: Reason:}",
+		"4 statement.end  ref 1 rows 4, end {Ref:0 Rows:0 DurationMS:0 ErrorCode: Reason:}",
+		"5 statement s2 ref 0 rows 2, end {Ref:0 Rows:0 DurationMS:0 ErrorCode: Reason:}",
+		"6 session.end s1 ref 0 rows 0, end {Ref:2 Rows:3 DurationMS:0 ErrorCode: Reason:}",
+		"7 statement.end s2 ref 5 rows 0, end {Ref:0 Rows:0 DurationMS:0 ErrorCode: Reason:}",
+		"8 statement.end s3 ref 5 rows 0, end {Ref:0 Rows:0 DurationMS:0 ErrorCode: Reason:}",
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
 	}
 	if p := activity.Verify(recs); len(p) != 0 {
 		t.Errorf("Verify: %+v", p)
+	}
+	if e, ok := recs[5].EndRecord(); !ok || e.Type != activity.TypeStatementEnd || e.Ref != 2 || e.Rows != 3 || e.SessionID != "s1" || !e.Time.Equal(recs[5].Time) {
+		t.Errorf("EndRecord of the session.end record: %+v, %v", e, ok)
+	}
+	if _, ok := recs[4].EndRecord(); ok {
+		t.Error("a statement record carrying nothing has an EndRecord")
 	}
 }
 

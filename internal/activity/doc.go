@@ -22,6 +22,16 @@
 // between a successful Ship and the Ack sends that batch again after restart, so the receiver
 // stores records under the unique key (instance_id, seq) and ignores duplicates.
 //
+// # Outcomes
+//
+// A statement's record is appended before the statement runs, so its outcome (rows, duration,
+// error) comes later, through Defer. The spool keeps the latest deferred outcome of each session
+// and attaches it to the session's next statement or session.end record (Record.End): a busy
+// session writes, ships and stores one record per statement. An outcome that no record carried
+// within one to two SyncEvery ticks, an earlier outcome of the same session still waiting (a
+// pipelined statement's), and every waiting outcome at Close are written as statement.end records
+// of their own. Record.EndRecord gives either form as a statement.end record.
+//
 // # Hash chain
 //
 // Records are chained per sidecar instance: Hash is the hex SHA-256 of PrevHash followed by the

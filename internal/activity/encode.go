@@ -15,7 +15,7 @@ import (
 // usable, for what it does not handle (a time outside years 0–9999, a non-finite duration); the
 // caller then uses encoding/json.
 func appendRecord(dst []byte, r *Record) ([]byte, bool) {
-	if y := r.Time.Year(); y < 0 || y > 9999 || math.IsNaN(r.DurationMS) || math.IsInf(r.DurationMS, 0) {
+	if y := r.Time.Year(); y < 0 || y > 9999 || !finite(r.DurationMS) || !finite(r.End.DurationMS) {
 		return dst, false
 	}
 	b := append(dst, `{"seq":`...)
@@ -79,10 +79,24 @@ func appendRecord(dst []byte, r *Record) ([]byte, bool) {
 		}
 		b = append(b, ']')
 	}
+	if e := &r.End; *e != (End{}) {
+		b = append(b, `,"end":{"ref":`...)
+		b = strconv.AppendUint(b, e.Ref, 10)
+		b = appendIntField(b, `,"rows":`, e.Rows)
+		if e.DurationMS != 0 {
+			b = append(b, `,"duration_ms":`...)
+			b = appendJSONFloat(b, e.DurationMS)
+		}
+		b = appendStringField(b, `,"error_code":`, e.ErrorCode)
+		b = appendStringField(b, `,"reason":`, e.Reason)
+		b = append(b, '}')
+	}
 	b = appendStringField(b, `,"prev_hash":`, r.PrevHash)
 	b = appendStringField(b, `,"hash":`, r.Hash)
 	return append(b, '}'), true
 }
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 func appendStringField(b []byte, key, v string) []byte {
 	if v == "" {

@@ -16,7 +16,9 @@ func sampleRecords() []Record {
 			Application: "psql & co", TLS: true, Outcome: OutcomeSuccess, Reason: "why \"not\"", Statement: "SELECT '\u2028\u2029\x00\x1f\b\f\n\r\t\\'",
 			Fingerprint: "fp", Kind: "select", Objects: []string{"public.t"}, Params: []string{"\xff\xfe", "é€😀"}, Decision: DecisionDeny,
 			Rule: "p#0", Mode: "monitor", Rows: -3, DurationMS: 1.234, ErrorCode: "42501", BytesIn: 10, BytesOut: 1 << 40,
-			PrevHash: "abc", Hash: "def"},
+			End: End{Ref: 1, Rows: 5, DurationMS: 0.25, ErrorCode: "57014", Reason: "not <executed>"}, PrevHash: "abc", Hash: "def"},
+		{Seq: 9, Type: TypeSessionEnd, Time: t, End: End{Ref: 3}},
+		{Seq: 10, Type: TypeStatement, Time: t, End: End{Rows: -1, DurationMS: 1e-7}},
 		{Seq: 3, Type: TypeDropped, Time: t.Add(time.Millisecond), Groups: []string{}, Gaps: []Gap{{InstanceID: "i", From: 1, To: 2, LastHash: "h"},
 			{InstanceID: "j", From: 4, To: 9, PrevHash: "p", LastHash: ""}}},
 		{Seq: 4, Type: "x", Time: t, DurationMS: 1e-7},
@@ -51,7 +53,8 @@ func FuzzAppendRecord(f *testing.F) {
 	f.Add("", "", 0.0, int64(0), int64(-62135596800000000))
 	f.Fuzz(func(t *testing.T, stmt, user string, dur float64, rows, nanos int64) {
 		r := Record{Seq: 1, Type: TypeStatement, Time: time.Unix(0, nanos).UTC(), Statement: stmt, User: user,
-			Objects: []string{user, stmt}, DurationMS: dur, Rows: rows}
+			Objects: []string{user, stmt}, DurationMS: dur, Rows: rows,
+			End: End{Ref: uint64(rows), Rows: -rows, DurationMS: -dur, ErrorCode: user, Reason: stmt}}
 		want, err := json.Marshal(&r)
 		got, ok := appendRecord(nil, &r)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -16,6 +17,7 @@ const (
 	// TypeStatementEnd completes a statement record (Ref is its Seq) with what is known only after
 	// the statement ran: Rows, DurationMS, ErrorCode. The statement record itself is appended
 	// before the statement is forwarded, so it cannot carry them; the control plane joins the two.
+	// Most outcomes are not records of their own: the session's next record carries them (End).
 	TypeStatementEnd = "statement.end"
 	// TypeDropped is written by the spool when DropOldest discards records; Gaps say what was lost.
 	TypeDropped = "spool.dropped"
@@ -78,8 +80,40 @@ type Record struct {
 
 	Gaps []Gap `json:"gaps,omitempty"` // TypeDropped only
 
+	// End is the outcome of an earlier statement of the same session, carried by a statement or
+	// session.end record in place of a statement.end record of its own (see End).
+	End End `json:"end,omitzero"`
+
 	PrevHash string `json:"prev_hash,omitempty"`
 	Hash     string `json:"hash,omitempty"`
+}
+
+// End is a statement's outcome carried by a later record of its session: what a statement.end
+// record would hold. The spool attaches the latest deferred outcome of a session to the session's
+// next statement or session.end record (Spool.Defer), so that a busy session writes one record per
+// statement; an outcome with no record to carry it within the sync interval is written as a
+// statement.end record after all.
+type End struct {
+	Ref        uint64  `json:"ref"` // Seq of the statement record it completes
+	Rows       int64   `json:"rows,omitempty"`
+	DurationMS float64 `json:"duration_ms,omitempty"`
+	ErrorCode  string  `json:"error_code,omitempty"`
+	Reason     string  `json:"reason,omitempty"`
+}
+
+// EndRecord returns the statement.end record r is, or the one it stands for by carrying End (with
+// the carrier's time, identity and chain position), and whether it is either.
+func (r *Record) EndRecord() (Record, bool) {
+	switch {
+	case r.Type == TypeStatementEnd:
+		return *r, true
+	case r.End.Ref != 0:
+		e := r.End
+		return Record{Seq: r.Seq, Type: TypeStatementEnd, Time: r.Time, SidecarID: r.SidecarID, InstanceID: r.InstanceID,
+			SessionID: r.SessionID, Ref: e.Ref, User: r.User, Repository: r.Repository, RepositoryUser: r.RepositoryUser,
+			Reason: e.Reason, Rows: e.Rows, DurationMS: e.DurationMS, ErrorCode: e.ErrorCode}, true
+	}
+	return Record{}, false
 }
 
 // Gap is a range of one chain that the spool discarded (DropOldest). PrevHash is the Hash of the
@@ -109,8 +143,16 @@ func ComputeHash(r *Record) (string, error) {
 }
 
 // normalize puts a record in the form its hash is computed over: UTC times without a monotonic
-// clock reading, durations rounded to microseconds.
+// clock reading, durations rounded to microseconds (and 0 where not finite: JSON has no NaN).
 func normalize(r *Record) {
 	r.Time = r.Time.UTC().Round(0)
-	r.DurationMS = float64(int64(r.DurationMS*1000+0.5)) / 1000
+	r.DurationMS = roundMS(r.DurationMS)
+	r.End.DurationMS = roundMS(r.End.DurationMS)
+}
+
+func roundMS(ms float64) float64 {
+	if math.IsNaN(ms) || math.IsInf(ms, 0) {
+		return 0
+	}
+	return float64(int64(ms*1000+0.5)) / 1000
 }

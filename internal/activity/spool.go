@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -96,6 +95,18 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// pendingEnd is a deferred statement.end record waiting for a record of its session to carry it.
+type pendingEnd struct {
+	rec  Record
+	tick uint64 // Spool.ticks when it was deferred
+}
+
+// carriedEnd is a deferred statement.end record that AppendAll attached to rs[i].
+type carriedEnd struct {
+	i   int
+	rec Record
+}
+
 // Position is a place in the spool: a segment and a byte offset in it. Records before it are
 // acknowledged.
 type Position struct {
@@ -151,10 +162,19 @@ type Spool struct {
 	deferred     []Record // copies: the caller's record is its own again once Defer returns
 	deferSpare   []Record // the last batch of deferred records, emptied, for reuse (under mu)
 	deferFailing bool     // the last write of deferred records failed (logged once)
-	syncKick     chan struct{}
-	syncStop     chan struct{}
-	syncDone     chan struct{}
-	log          *slog.Logger
+	// ends holds the latest deferred statement.end record of each session, to be carried by the
+	// session's next statement or session.end record (Record.End) instead of being written as a
+	// record of its own: one record per statement for a busy session. The background syncer
+	// writes the ones that waited a whole SyncEvery tick as records of their own. Under dmu.
+	ends  map[string]pendingEnd
+	ticks uint64 // SyncEvery ticks of the background syncer so far; under dmu
+	// carried lists the ends the current AppendAll took from ends, to put back if its records are
+	// not written. Under mu.
+	carried  []carriedEnd
+	syncKick chan struct{}
+	syncStop chan struct{}
+	syncDone chan struct{}
+	log      *slog.Logger
 
 	instance string // chain head
 	seq      uint64
@@ -222,7 +242,7 @@ func Open(cfg Config) (*Spool, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create activity spool directory: %w", err)
 	}
-	s := &Spool{cfg: cfg, changed: make(chan struct{}), log: cfg.Logger}
+	s := &Spool{cfg: cfg, changed: make(chan struct{}), log: cfg.Logger, ends: map[string]pendingEnd{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -282,16 +302,21 @@ func (s *Spool) syncLoop() {
 	t := time.NewTicker(s.cfg.SyncEvery)
 	defer t.Stop()
 	for {
+		tick := false
 		select {
 		case <-s.syncStop:
 			return
 		case <-t.C:
+			tick = true
 		case <-s.syncKick:
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			return
+		}
+		if tick {
+			s.expireEnds(false)
 		}
 		s.writeDeferredLocked()
 		err := s.flushPend()
@@ -476,6 +501,7 @@ func (s *Spool) AppendAll(ctx context.Context, rs []Record) error {
 		return ErrClosed
 	}
 	s.writeDeferredLocked()
+	s.carryEnds(rs)
 	var idx uint64
 	for i := range rs {
 		n, err := s.appendLocked(&rs[i])
@@ -483,12 +509,15 @@ func (s *Spool) AppendAll(ctx context.Context, rs []Record) error {
 			// Deferred records and those before rs[i] are sealed and in the chain: write them.
 			if ferr := s.flushPend(); ferr != nil {
 				s.deferFailed(ferr)
+				i = 0
 			}
+			s.uncarry(rs, i)
 			return err
 		}
 		idx = n
 	}
 	if err := s.flushPend(); err != nil {
+		s.uncarry(rs, 0)
 		return err
 	}
 	if idx == 0 || s.cfg.Sync != SyncAlways {
@@ -501,10 +530,24 @@ func (s *Spool) AppendAll(ctx context.Context, rs []Record) error {
 // before the next Append's records, or by the background syncer within Config.SyncEvery. It is for
 // records that complete others (statement.end), which nothing waits for. Failures are logged. r
 // is not modified, and the caller may reuse it at once.
+//
+// A statement.end record with a SessionID is not written as a record of its own if it can be
+// helped: the session's next statement or session.end record carries it (Record.End), when one
+// comes within one to two SyncEvery intervals. A session has one such record waiting at a time; an
+// earlier one (the outcome of a pipelined statement) is written as a record of its own.
 func (s *Spool) Defer(r *Record) {
 	c := *r
 	s.prepare(&c)
 	s.dmu.Lock()
+	if c.Type == TypeStatementEnd && c.SessionID != "" && c.Ref != 0 {
+		prev, had := s.ends[c.SessionID]
+		s.ends[c.SessionID] = pendingEnd{rec: c, tick: s.ticks}
+		if !had {
+			s.dmu.Unlock()
+			return
+		}
+		c = prev.rec
+	}
 	s.deferred = append(s.deferred, c)
 	n := len(s.deferred)
 	s.dmu.Unlock()
@@ -520,6 +563,65 @@ func (s *Spool) Defer(r *Record) {
 		s.mu.Unlock()
 	case n == 256:
 		s.kickSync()
+	}
+}
+
+// carryEnds attaches the waiting statement.end record of each record's session to the record
+// (Record.End), for statement and session.end records without one, and lists what it took in
+// s.carried. Called with s.mu held.
+func (s *Spool) carryEnds(rs []Record) {
+	s.carried = s.carried[:0]
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if len(s.ends) == 0 {
+		return
+	}
+	for i := range rs {
+		r := &rs[i]
+		if r.SessionID == "" || r.End != (End{}) || (r.Type != TypeStatement && r.Type != TypeSessionEnd) {
+			continue
+		}
+		p, ok := s.ends[r.SessionID]
+		if !ok {
+			continue
+		}
+		delete(s.ends, r.SessionID)
+		e := &p.rec
+		r.End = End{Ref: e.Ref, Rows: e.Rows, DurationMS: e.DurationMS, ErrorCode: e.ErrorCode, Reason: e.Reason}
+		s.carried = append(s.carried, carriedEnd{i: i, rec: p.rec})
+	}
+}
+
+// uncarry takes back the ends carryEnds attached to rs[from:], whose records were not written,
+// and defers them as records of their own. Called with s.mu held.
+func (s *Spool) uncarry(rs []Record, from int) {
+	if len(s.carried) == 0 {
+		return
+	}
+	s.dmu.Lock()
+	for _, c := range s.carried {
+		if c.i >= from {
+			rs[c.i].End = End{}
+			s.deferred = append(s.deferred, c.rec)
+		}
+	}
+	s.dmu.Unlock()
+	clear(s.carried) // let go of the records' strings
+	s.carried = s.carried[:0]
+}
+
+// expireEnds defers, as records of their own, the statement.end records that have waited a whole
+// tick of the background syncer for a record to carry them (all of them when all is set), and
+// counts the tick. Called with s.mu held.
+func (s *Spool) expireEnds(all bool) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.ticks++
+	for id, p := range s.ends {
+		if all || p.tick+1 < s.ticks {
+			s.deferred = append(s.deferred, p.rec)
+			delete(s.ends, id)
+		}
 	}
 }
 
@@ -564,9 +666,6 @@ func (s *Spool) prepare(r *Record) {
 		r.Time = s.cfg.Now()
 	}
 	normalize(r)
-	if math.IsNaN(r.DurationMS) || math.IsInf(r.DurationMS, 0) {
-		r.DurationMS = 0
-	}
 	if !utf8.ValidString(r.Statement) {
 		// json.Marshal writes invalid bytes as \ufffd, which decodes to a character that encodes
 		// differently: the record would not verify after a round trip.
@@ -1263,6 +1362,7 @@ func (s *Spool) Close() error {
 	if s.closed {
 		return nil
 	}
+	s.expireEnds(true)
 	s.writeDeferredLocked()
 	for s.syncing {
 		s.cond.Wait()

@@ -265,9 +265,12 @@ func (a *API) activityFilter(r *http.Request) (activity.Filter, error) {
 	return f, nil
 }
 
-// view is a record as the trail shows it: a statement with the outcome its statement.end gave.
+// view is a record as the trail shows it: a statement with its outcome, from its statement.end
+// record or the later record that carried it. The outcome a record carries for an earlier
+// statement is shown on that statement, not on the carrier.
 func view(s *activity.Stored) activity.Record {
 	r := s.Record
+	r.End = activity.End{}
 	if e := s.End; e != nil {
 		r.Rows, r.DurationMS, r.ErrorCode = e.Rows, e.DurationMS, e.ErrorCode
 		if r.Reason == "" {

@@ -119,5 +119,25 @@ func TestActivityIngest(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&verify); err != nil || !verify.OK || verify.Records != len(lines) {
 			t.Errorf("verify: %+v (%v), want %d records, ok", verify, err, len(lines))
 		}
+
+		// The trail shows each statement with the outcome the next record carried, and not the
+		// carried outcome on the record that carried it.
+		req, _ = http.NewRequestWithContext(t.Context(), "GET", s.srv.URL()+"/api/v1/activity?limit=5", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp2, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp2.Body.Close()
+		body, _ := io.ReadAll(resp2.Body)
+		var page struct{ Records []map[string]any }
+		if err := json.Unmarshal(body, &page); err != nil || len(page.Records) != 5 {
+			t.Fatalf("GET activity: %v, %s", err, body)
+		}
+		for _, r := range page.Records {
+			if r["rows"] != 1.0 || r["duration_ms"] != 0.734 || r["end"] != nil {
+				t.Errorf("statement %v as listed: rows %v, duration_ms %v, end %v; want 1, 0.734 and no end", r["seq"], r["rows"], r["duration_ms"], r["end"])
+			}
+		}
 	})
 }

@@ -385,9 +385,10 @@ func (s *session) record(r *activity.Record, now time.Time, st policy.Statement,
 	}
 }
 
-// Complete defers the statement.end record of ref to the spool (activity.Spool.Defer): it is
-// written with the next record or by the spool's background syncer, so that the server's answers
-// reach the client without waiting for the disk, and the outcomes of many statements share a write.
+// Complete defers the statement.end record of ref to the spool (activity.Spool.Defer), so that the
+// server's answers reach the client without waiting for the disk: the session's next statement
+// record or its session.end carries it (one record per statement), or the spool's background
+// syncer writes it within two sync intervals.
 func (s *session) Complete(ref uint64, c proxy.Completion) {
 	r := activity.Record{
 		Type:           activity.TypeStatementEnd,
@@ -407,8 +408,8 @@ func (s *session) Complete(ref uint64, c proxy.Completion) {
 	s.a.spool.Defer(&r) // a copy: r stays on the stack
 }
 
-// Close records the session's end after the outcomes of its statements (Append writes deferred
-// records first).
+// Close records the session's end, which carries the outcome of its last statement (the spool
+// writes any other deferred outcome first).
 func (s *session) Close(ctx context.Context, end proxy.SessionEnd) {
 	s.endOnce.Do(func() {
 		r := &activity.Record{

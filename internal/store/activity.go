@@ -82,7 +82,7 @@ func (s *Store) AddActivity(ctx context.Context, recs []activity.Stored) (stored
 			args = args[:0]
 			for i := range chunk {
 				r := &chunk[i].Record
-				args = append(args, r.InstanceID, int64(r.Seq), r.SidecarID, r.Type, fmtTime(r.Time), r.SessionID, int64(r.Ref), r.User,
+				args = append(args, r.InstanceID, int64(r.Seq), r.SidecarID, r.Type, fmtTime(r.Time), r.SessionID, int64(refOf(r)), r.User,
 					r.Repository, r.RepositoryUser, r.Kind, r.Decision, r.Statement, objectsJSON(r.Objects), string(chunk[i].Raw), now)
 			}
 			var res sql.Result
@@ -118,6 +118,15 @@ func (s *Store) AddActivity(ctx context.Context, recs []activity.Stored) (stored
 		return 0, 0, err
 	}
 	return stored, duplicates, nil
+}
+
+// refOf is what a record's ref column holds: the Seq of the statement it completes, as a
+// statement.end record or by carrying that statement's outcome (Record.End); 0 for others.
+func refOf(r *activity.Record) uint64 {
+	if r.Ref != 0 {
+		return r.Ref
+	}
+	return r.End.Ref
 }
 
 // objectsJSON is json.Marshal(objects) as a string, from the spool's own encoder.
@@ -209,7 +218,8 @@ func (s *Store) ListActivity(ctx context.Context, f activity.Filter) ([]activity
 	return out, s.attachEnds(ctx, out)
 }
 
-// attachEnds finds the statement.end record of each statement record.
+// attachEnds finds the outcome of each statement record: its statement.end record, or the
+// outcome a later record of its session carries (Record.End), as a statement.end record.
 func (s *Store) attachEnds(ctx context.Context, recs []activity.Stored) error {
 	type span struct{ lo, hi uint64 }
 	spans := map[string]*span{}
@@ -226,8 +236,8 @@ func (s *Store) attachEnds(ctx context.Context, recs []activity.Stored) error {
 	}
 	ends := map[[2]string]*activity.Record{}
 	for inst, sp := range spans {
-		rows, err := s.query(ctx, "SELECT record FROM activity WHERE instance_id = ? AND type = ? AND ref >= ? AND ref <= ?",
-			inst, activity.TypeStatementEnd, int64(sp.lo), int64(sp.hi))
+		rows, err := s.query(ctx, "SELECT record FROM activity WHERE instance_id = ? AND ref >= ? AND ref <= ?",
+			inst, int64(sp.lo), int64(sp.hi))
 		if err != nil {
 			return fmt.Errorf("list activity: %w", err)
 		}
@@ -237,8 +247,11 @@ func (s *Store) attachEnds(ctx context.Context, recs []activity.Stored) error {
 				rows.Close()
 				return fmt.Errorf("list activity: %w", err)
 			}
-			var e activity.Record
-			if json.Unmarshal([]byte(raw), &e) == nil {
+			var r activity.Record
+			if json.Unmarshal([]byte(raw), &r) != nil {
+				continue
+			}
+			if e, ok := r.EndRecord(); ok {
 				ends[[2]string{inst, fmt.Sprint(e.Ref)}] = &e
 			}
 		}

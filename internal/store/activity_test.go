@@ -169,14 +169,19 @@ func TestAddActivityColumns(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *store.Store, dsn string) {
 		ctx := context.Background()
 		c := activitytest.NewChain("sc1", "inst1")
-		recs := stored(t, c.Lines(t, 6))
+		// Six statements, each carrying the outcome of the one before; the last one's outcome is a
+		// statement.end record of its own.
+		lines := c.Lines(t, 6)
+		lines = append(lines, c.Seal(t, &activity.Record{Type: activity.TypeStatementEnd, SessionID: "KX4PMVQ7ZB2N5HRT6YW3JCAD8E", Ref: 6,
+			User: "alice@example.com", Repository: "sales", RepositoryUser: "reader", Rows: 2, ErrorCode: "57014"}))
+		recs := stored(t, lines)
 		// Objects that json.Marshal escapes, and a statement without objects.
 		recs[0].Record.Objects = []string{`public."we<ird>"`, "public.caf\u00e9", "a&b"}
 		recs[4].Record.Objects = []string{}
 		n, _, err := s.AddActivity(ctx, recs)
 		must(t, err)
-		if n != 6 {
-			t.Fatalf("stored %d, want 6", n)
+		if n != 7 {
+			t.Fatalf("stored %d, want 7", n)
 		}
 		for _, tc := range []struct {
 			name   string
@@ -186,20 +191,29 @@ func TestAddActivityColumns(t *testing.T) {
 			// objects is stored as json.Marshal encodes it, & as \u0026.
 			{"escaped object", activity.Filter{Object: `a\u0026b`}, []uint64{1}},
 			{"non-ASCII object", activity.Filter{Object: "public.caf\u00e9"}, []uint64{1}},
-			{"plain object", activity.Filter{Object: "public.orders"}, []uint64{3}},
-			{"kind", activity.Filter{Kind: "select"}, []uint64{1, 3, 5}},
-			{"type", activity.Filter{Type: activity.TypeStatementEnd}, []uint64{2, 4, 6}},
-			{"user and repository", activity.Filter{User: "alice@example.com", Repository: "sales", RepositoryUser: "reader"}, []uint64{1, 2, 3, 4, 5, 6}},
+			{"plain object", activity.Filter{Object: "public.orders"}, []uint64{2, 3, 4, 6}},
+			{"kind", activity.Filter{Kind: "select"}, []uint64{1, 2, 3, 4, 5, 6}},
+			{"type", activity.Filter{Type: activity.TypeStatementEnd}, []uint64{7}},
+			{"user and repository", activity.Filter{User: "alice@example.com", Repository: "sales", RepositoryUser: "reader"}, []uint64{1, 2, 3, 4, 5, 6, 7}},
 			{"text", activity.Filter{Text: "where c.id = 2"}, []uint64{3}},
-			{"since", activity.Filter{Since: recs[1].Record.Time}, []uint64{2, 3, 4, 5, 6}},
+			{"since", activity.Filter{Since: recs[1].Record.Time}, []uint64{2, 3, 4, 5, 6, 7}},
 		} {
 			got, err := s.ListActivity(ctx, tc.filter)
 			must(t, err)
 			var seqs []uint64
 			for _, r := range got {
 				seqs = append(seqs, r.Record.Seq)
-				if r.Record.Type == activity.TypeStatement && (r.End == nil || r.End.Ref != r.Record.Seq) {
-					t.Errorf("%s: statement %d without its end: %+v", tc.name, r.Record.Seq, r.End)
+				if r.Record.Type != activity.TypeStatement {
+					continue
+				}
+				// Statement k's outcome came carried by record k+1, statement 6's on its own.
+				want := activity.Record{Seq: r.Record.Seq + 1, Type: activity.TypeStatementEnd, Ref: r.Record.Seq, Rows: 1, DurationMS: 0.734}
+				if r.Record.Seq == 6 {
+					want.Rows, want.DurationMS, want.ErrorCode = 2, 0, "57014"
+				}
+				if e := r.End; e == nil || e.Seq != want.Seq || e.Type != want.Type || e.Ref != want.Ref || e.Rows != want.Rows ||
+					e.DurationMS != want.DurationMS || e.ErrorCode != want.ErrorCode || e.SessionID != r.Record.SessionID {
+					t.Errorf("%s: statement %d: end %+v, want %+v", tc.name, r.Record.Seq, e, want)
 				}
 			}
 			if diff := cmp.Diff(tc.want, seqs); diff != "" {
@@ -218,8 +232,8 @@ func TestAddActivityColumns(t *testing.T) {
 		}
 		got, err := s.ListActivity(ctx, activity.Filter{Chain: true})
 		must(t, err)
-		if len(got) != 6 {
-			t.Errorf("%d records after the failed batch, want the 6 stored before", len(got))
+		if len(got) != 7 {
+			t.Errorf("%d records after the failed batch, want the 7 stored before", len(got))
 		}
 	})
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/gatehousedb/gatehouse/internal/syncapi"
 )
 
-// Chain makes activity records as a sidecar's spool does: statement and statement.end pairs of one
-// instance, sealed into its hash chain, encoded as the spool encodes them (json.Marshal gives the
+// Chain makes activity records as a sidecar's spool does for a busy session: statements of one
+// instance, each carrying the outcome of the one before (Record.End), sealed into its hash chain, encoded as the spool encodes them (json.Marshal gives the
 // same bytes).
 type Chain struct {
 	sidecar, instance string
@@ -46,9 +46,11 @@ func (c *Chain) Seal(tb testing.TB, r *activity.Record) json.RawMessage {
 	return raw
 }
 
-// Lines returns n records' lines (n/2 statements, each followed by its statement.end).
+// Lines returns n statement records' lines, each but the first carrying the outcome of the one
+// before.
 func (c *Chain) Lines(tb testing.TB, n int) []json.RawMessage {
 	out := make([]json.RawMessage, 0, n)
+	var prev uint64
 	for len(out) < n {
 		st := activity.Record{Type: activity.TypeStatement, SessionID: "KX4PMVQ7ZB2N5HRT6YW3JCAD8E",
 			User: "alice@example.com", Repository: "sales", RepositoryUser: "reader",
@@ -56,13 +58,11 @@ func (c *Chain) Lines(tb testing.TB, n int) []json.RawMessage {
 			Fingerprint: "9f3c2a61d0b47e85", Kind: "select",
 			Objects:  []string{"public.customers", "public.customers.email", "public.customers.id", "public.customers.name", "public.orders", "public.orders.customer_id", "public.orders.total"},
 			Decision: activity.DecisionAllow, Rule: "sales-ro#0", Mode: "enforce"}
-		out = append(out, c.Seal(tb, &st))
-		if len(out) == n {
-			break
+		if prev != 0 {
+			st.End = activity.End{Ref: prev, Rows: 1, DurationMS: 0.734}
 		}
-		end := activity.Record{Type: activity.TypeStatementEnd, SessionID: st.SessionID, Ref: st.Seq,
-			User: st.User, Repository: st.Repository, RepositoryUser: st.RepositoryUser, Rows: 1, DurationMS: 0.734}
-		out = append(out, c.Seal(tb, &end))
+		out = append(out, c.Seal(tb, &st))
+		prev = st.Seq
 	}
 	return out
 }
