@@ -138,6 +138,9 @@ func checkRecord(i int, r *activity.Record, sidecarID string) error {
 	if r.InstanceID == "" || r.Seq == 0 || r.Type == "" {
 		return gatehouse.Invalid("records["+strconv.Itoa(i)+"]", "needs instance_id, seq and type")
 	}
+	if r.End != (activity.End{}) && (r.End.Ref == 0 || r.End.Ref >= r.Seq) {
+		return gatehouse.Invalid("records["+strconv.Itoa(i)+"].end.ref", "must be the seq of an earlier record of the instance")
+	}
 	return nil
 }
 
@@ -506,6 +509,8 @@ func decodeRecord(b []byte, r *activity.Record, names map[string]string) bool {
 			r.BytesIn, ok = d.int()
 		case "bytes_out":
 			r.BytesOut, ok = d.int()
+		case "end":
+			ok = d.end(&r.End)
 		case "prev_hash":
 			r.PrevHash, ok = d.str()
 		case "hash":
@@ -623,6 +628,46 @@ func (d *recordDecoder) strs() ([]string, bool) {
 		}
 		if !d.next(',') {
 			return nil, false
+		}
+	}
+}
+
+// end reads a carried outcome into e as json.Unmarshal does: a key it lacks leaves e's field as
+// it was (a second "end" key adds to the first).
+func (d *recordDecoder) end(e *activity.End) bool {
+	if !d.next('{') {
+		return false
+	}
+	if d.next('}') {
+		return true
+	}
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "ref":
+			e.Ref, ok = d.uint()
+		case "rows":
+			e.Rows, ok = d.int()
+		case "duration_ms":
+			e.DurationMS, ok = d.float()
+		case "error_code":
+			e.ErrorCode, ok = d.str()
+		case "reason":
+			e.Reason, ok = d.str()
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		if d.next('}') {
+			return true
+		}
+		if !d.next(',') {
+			return false
 		}
 	}
 }

@@ -43,6 +43,8 @@ func TestDecodeBatch(t *testing.T) {
 		{"wrong type in the middle", `{"records":[` + string(lines[0]) + `,{"seq":"2","type":"statement"},` + string(lines[2]) + `]}`, false, "records[1]: not an activity record"},
 		{"wrong sidecar in the middle", `{"records":[` + string(lines[0]) + `,` + strings.Replace(string(lines[1]), `"sc1"`, `"sc2"`, 1) + `,` + string(lines[2]) + `]}`, false, "records[1].sidecar_id"},
 		{"no seq in the middle", `{"records":[` + string(lines[0]) + `,{"type":"statement","sidecar_id":"sc1","instance_id":"i"}]}`, false, "records[1]: needs instance_id"},
+		{"outcome of a later record", `{"records":[` + string(lines[0]) + `,{"seq":2,"type":"statement","sidecar_id":"sc1","instance_id":"i","end":{"ref":2}}]}`, false, "records[1].end.ref"},
+		{"outcome without a ref", `{"records":[{"seq":2,"type":"statement","sidecar_id":"sc1","instance_id":"i","end":{"rows":1}}]}`, false, "records[0].end.ref"},
 		{"not an object", `{"records":[1]}`, false, "records[0]: not an activity record"},
 	}
 	for _, tc := range tests {
@@ -114,6 +116,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte(`{"seq":2,"type":"session.end","time":"2026-11-23T09:00:00Z","duration_ms":1.5e-7,"bytes_in":-3,"bytes_out":0,"params":[],"objects":[""]}`))
 	f.Add([]byte(`{"seq":3,"type":"statement","time":"2026-11-23T09:00:00Z","statement":"bad \xff","seq":4}`))
 	f.Add([]byte(`{"seq":01,"type":"x"}`))
+	f.Add([]byte(`{"seq":3,"type":"x","end":{"ref":1,"rows":2,"reason":"a\u0026b"},"end":{"ref":2,"duration_ms":0.5}}`))
+	f.Add([]byte(`{"seq":3,"type":"x","end":{}}`))
 	f.Add([]byte(`{"seq":1,"type":"x","time":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var got activity.Record
@@ -139,6 +143,11 @@ func TestDecodeRecord(t *testing.T) {
 		want bool
 	}{
 		{"statement", string(activitytest.NewChain("sc1", "i").Lines(t, 1)[0]), true},
+		{"statement carrying an outcome", string(activitytest.NewChain("sc1", "i").Lines(t, 2)[1]), true},
+		{"outcome with every field", `{"seq":2,"type":"session.end","end":{"ref":1,"rows":-2,"duration_ms":1e-7,"error_code":"57014","reason":"not executed"}}`, true},
+		{"outcome twice", `{"seq":3,"type":"x","end":{"ref":1,"rows":2},"end":{"ref":2}}`, true},
+		{"outcome null", `{"seq":3,"type":"x","end":null}`, false},
+		{"outcome with an unknown key", `{"seq":3,"type":"x","end":{"ref":1,"time":"x"}}`, false},
 		{"escapes", `{"seq":1,"type":"x","statement":"select \"a\" \u003c 1\n"}`, true},
 		{"empty lists", `{"seq":1,"type":"x","objects":[],"groups":["g"]}`, true},
 		{"numbers", `{"seq":18446744073709551615,"type":"x","rows":-1,"duration_ms":0.001}`, true},
