@@ -15,7 +15,8 @@ import (
 //   - connWriter takes one at the first Write and gives it back when Flush has emptied it.
 //   - connReader reads into a small buffer of its own when it has nothing buffered, which is
 //     where an idle connection waits, and takes a 16 KiB one only when a message is not whole in
-//     what that read returned; it gives it back once everything in it has been consumed.
+//     what that read returned; it gives it back once everything in it has been consumed. A
+//     parked session (park.go) lets go of the small one too, and gets another when it resumes.
 //
 // A buffer goes back to the pool only when empty, and its borrower never touches it after: the
 // next session to take it sees only what it writes or reads itself.
@@ -50,13 +51,21 @@ type connReader struct {
 	// read is made again, unless the session is ending.
 	parkable bool
 	retry    func() bool
-	own      [idleReadSize]byte
+	own      *[idleReadSize]byte // nil after release, until the next fill
 }
 
 func newConnReader(rd io.Reader, pool *sync.Pool) *connReader {
-	b := &connReader{rd: rd, pool: pool}
+	b := &connReader{rd: rd, pool: pool, own: new([idleReadSize]byte)}
 	b.buf = b.own[:]
 	return b
+}
+
+// release lets go of the reader's own buffer if nothing is buffered: its session is parked, and
+// may stay so for hours. The next fill allocates another.
+func (b *connReader) release() {
+	if b.r == b.w && b.big == nil {
+		b.own, b.buf, b.r, b.w = nil, nil, 0, 0
+	}
 }
 
 // Reset discards anything buffered and reads from rd from now on.
@@ -140,6 +149,10 @@ var errNegativeRead = errors.New("postgres: reader returned negative count from 
 // reader's own buffer, giving the borrowed one back; with part of a message buffered (more is
 // coming, and may be bulk) it reads into a borrowed one.
 func (b *connReader) fill(need int) {
+	if b.own == nil { // released: nothing is buffered
+		b.own = new([idleReadSize]byte)
+		b.buf = b.own[:]
+	}
 	if b.r == b.w {
 		b.r, b.w = 0, 0
 		b.giveBack()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -35,12 +36,17 @@ import (
 //	fds/idle-conn         open file descriptors
 //
 // Run it with: go test -run '^$' -bench IdleSessionMemory -benchtime 1x ./internal/proxy/postgres/
+// With GH_BENCH_IDLE_HEAP=file and -memprofilerate 1, the heap profile of the idle sessions is
+// written to file (go tool pprof -sample_index=inuse_space).
 
 const (
 	// idleClientsEnv, set in a child process, makes TestMain hold that many client connections
 	// (to idleDSNEnv) instead of running tests.
 	idleClientsEnv = "GH_BENCH_IDLE_CLIENTS"
 	idleDSNEnv     = "GH_BENCH_IDLE_DSN"
+	// idleHeapEnv names a file for the heap profile taken while the sessions are idle (with
+	// -memprofilerate 1 it counts every allocation): where an idle session's bytes are.
+	idleHeapEnv = "GH_BENCH_IDLE_HEAP"
 	// idleBenchConns is how many sessions the benchmark holds open; the test server's
 	// max_connections leaves room for them.
 	idleBenchConns = 200
@@ -159,6 +165,9 @@ func measureIdle(b *testing.B, sc *sidecar, n int, park bool) idleCost {
 		}
 	}
 	after := snapshot(b)
+	if path := os.Getenv(idleHeapEnv); path != "" {
+		writeHeapProfile(b, path)
+	}
 
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
@@ -177,6 +186,17 @@ func measureIdle(b *testing.B, sc *sidecar, n int, park bool) idleCost {
 		stack:      int64(after.mem.StackInuse) - int64(before.mem.StackInuse),
 		goroutines: after.goroutines - before.goroutines,
 		fds:        after.fds - before.fds,
+	}
+}
+
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -196,6 +196,7 @@ func (s *session) park(d int, err error) error {
 		cerr := rc.Control(func(fd uintptr) { aerr = s.idl.ep.add(int(fd), id) })
 		if cerr == nil && aerr == nil {
 			s.parked[d] = true
+			s.shed(d)
 			return errParked
 		}
 		s.idl.mu.Lock()
@@ -204,6 +205,22 @@ func (s *session) park(d int, err error) error {
 	}
 	s.conn(d).SetReadDeadline(time.Time{})
 	return nil
+}
+
+// shed lets go of the buffers direction d keeps between messages, now that it is parked: its
+// connection's read buffer and the one governance reads its message bodies into. The direction's
+// goroutine has returned, so nothing else uses them; they are allocated again as it needs them.
+// Called with pmu held.
+func (s *session) shed(d int) {
+	if d == dirClient {
+		s.cr.release()
+		if s.gov != nil {
+			s.gov.buf = nil
+		}
+		return
+	}
+	s.upstream.r.release()
+	s.sbuf = nil
 }
 
 // resume restarts parked direction d, whose socket is readable.
