@@ -101,6 +101,15 @@ type End struct {
 	Reason     string  `json:"reason,omitempty"`
 }
 
+// Completes returns the Seq of the statement whose outcome r holds, as a statement.end record
+// (Ref) or by carrying it (End.Ref), or 0.
+func (r *Record) Completes() uint64 {
+	if r.Type == TypeStatementEnd {
+		return r.Ref
+	}
+	return r.End.Ref
+}
+
 // EndRecord returns the statement.end record r is, or the one it stands for by carrying End (with
 // the carrier's time, identity and chain position), and whether it is either.
 func (r *Record) EndRecord() (Record, bool) {

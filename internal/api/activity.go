@@ -440,14 +440,7 @@ func (a *API) purgeActivity(ctx context.Context) error {
 // json.Unmarshal. It belongs next to the encoder in package activity.
 func decodeRecord(b []byte, r *activity.Record, names map[string]string) bool {
 	d := recordDecoder{b: b, names: names}
-	if !d.next('{') {
-		return false
-	}
-	for {
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
+	return d.object(func(key []byte) (ok bool) {
 		switch string(key) {
 		case "seq":
 			r.Seq, ok = d.uint()
@@ -518,16 +511,8 @@ func decodeRecord(b []byte, r *activity.Record, names map[string]string) bool {
 		default: // gaps, and keys json.Unmarshal matches without case or ignores
 			return false
 		}
-		if !ok {
-			return false
-		}
-		if d.next('}') {
-			return d.i == len(d.b)
-		}
-		if !d.next(',') {
-			return false
-		}
-	}
+		return ok
+	}) && d.i == len(d.b)
 }
 
 // recordDecoder reads compact JSON: no whitespace anywhere outside strings.
@@ -632,9 +617,9 @@ func (d *recordDecoder) strs() ([]string, bool) {
 	}
 }
 
-// end reads a carried outcome into e as json.Unmarshal does: a key it lacks leaves e's field as
-// it was (a second "end" key adds to the first).
-func (d *recordDecoder) end(e *activity.End) bool {
+// object reads a JSON object, calling field with each key and d at its value; field reports
+// whether it read the value.
+func (d *recordDecoder) object(field func(key []byte) bool) bool {
 	if !d.next('{') {
 		return false
 	}
@@ -643,9 +628,22 @@ func (d *recordDecoder) end(e *activity.End) bool {
 	}
 	for {
 		key, ok := d.key()
-		if !ok {
+		if !ok || !field(key) {
 			return false
 		}
+		if d.next('}') {
+			return true
+		}
+		if !d.next(',') {
+			return false
+		}
+	}
+}
+
+// end reads a carried outcome into e as json.Unmarshal does: a key it lacks leaves e's field as
+// it was (a second "end" key adds to the first).
+func (d *recordDecoder) end(e *activity.End) bool {
+	return d.object(func(key []byte) (ok bool) {
 		switch string(key) {
 		case "ref":
 			e.Ref, ok = d.uint()
@@ -657,19 +655,9 @@ func (d *recordDecoder) end(e *activity.End) bool {
 			e.ErrorCode, ok = d.str()
 		case "reason":
 			e.Reason, ok = d.str()
-		default:
-			return false
 		}
-		if !ok {
-			return false
-		}
-		if d.next('}') {
-			return true
-		}
-		if !d.next(',') {
-			return false
-		}
-	}
+		return ok
+	})
 }
 
 func (d *recordDecoder) bool() (bool, bool) {

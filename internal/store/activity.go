@@ -82,7 +82,7 @@ func (s *Store) AddActivity(ctx context.Context, recs []activity.Stored) (stored
 			args = args[:0]
 			for i := range chunk {
 				r := &chunk[i].Record
-				args = append(args, r.InstanceID, int64(r.Seq), r.SidecarID, r.Type, fmtTime(r.Time), r.SessionID, int64(refOf(r)), r.User,
+				args = append(args, r.InstanceID, int64(r.Seq), r.SidecarID, r.Type, fmtTime(r.Time), r.SessionID, int64(r.Completes()), r.User,
 					r.Repository, r.RepositoryUser, r.Kind, r.Decision, r.Statement, objectsJSON(r.Objects), string(chunk[i].Raw), now)
 			}
 			var res sql.Result
@@ -118,15 +118,6 @@ func (s *Store) AddActivity(ctx context.Context, recs []activity.Stored) (stored
 		return 0, 0, err
 	}
 	return stored, duplicates, nil
-}
-
-// refOf is what a record's ref column holds: the Seq of the statement it completes, as a
-// statement.end record or by carrying that statement's outcome (Record.End); 0 for others.
-func refOf(r *activity.Record) uint64 {
-	if r.Ref != 0 {
-		return r.Ref
-	}
-	return r.End.Ref
 }
 
 // objectsJSON is json.Marshal(objects) as a string, from the spool's own encoder.

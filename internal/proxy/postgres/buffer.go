@@ -60,10 +60,11 @@ func newConnReader(rd io.Reader, pool *sync.Pool) *connReader {
 	return b
 }
 
-// release lets go of the reader's own buffer if nothing is buffered: its session is parked, and
-// may stay so for hours. The next fill allocates another.
+// release lets go of the reader's buffers if nothing is buffered: its session is parked, and
+// may stay so for hours. The next fill allocates another of its own.
 func (b *connReader) release() {
-	if b.r == b.w && b.big == nil {
+	if b.r == b.w {
+		b.giveBack()
 		b.own, b.buf, b.r, b.w = nil, nil, 0, 0
 	}
 }

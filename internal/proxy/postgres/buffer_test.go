@@ -153,10 +153,14 @@ func TestConnReader(t *testing.T) {
 }
 
 // readStream reads messages from r as the relay does: a header by Peek, the body by Peek and
-// Discard in chunks, by Read, or by Discard.
+// Discard in chunks, by Read, or by Discard. Between messages it sometimes releases the reader's
+// own buffer, as a parking session does.
 func readStream(r *connReader, rnd *rand.Rand) ([]byte, error) {
 	var out []byte
 	for {
+		if rnd.IntN(4) == 0 {
+			r.release()
+		}
 		hdr, err := r.Peek(5)
 		if err == io.EOF && len(hdr) == 0 {
 			return out, nil
@@ -197,6 +201,28 @@ func readStream(r *connReader, rnd *rand.Rand) ([]byte, error) {
 			}
 			out = append(out, body...)
 		}
+	}
+}
+
+// TestConnReaderRelease: release lets go of the reader's own buffer only when nothing is
+// buffered, and the reader reads on after it.
+func TestConnReaderRelease(t *testing.T) {
+	r := newConnReader(iotest.OneByteReader(bytes.NewReader([]byte("abcdef"))), newBufferPool())
+	if b, err := r.Peek(2); err != nil || string(b) != "ab" {
+		t.Fatalf("Peek(2) = %q, %v", b, err)
+	}
+	r.release()
+	if r.own == nil {
+		t.Fatal("release dropped a buffer holding unread bytes")
+	}
+	r.Discard(2)
+	r.release()
+	if r.own != nil || r.buf != nil {
+		t.Fatal("release kept the buffer of an empty reader")
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "cdef" {
+		t.Fatalf("after release read %q, %v; want cdef", got, err)
 	}
 }
 
