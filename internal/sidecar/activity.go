@@ -217,9 +217,15 @@ type session struct {
 	// policy.Cache), and the key keeps its array alive, so an address is never reused for another.
 	qualified map[*policy.Object]qualifiedObjects
 	// refs is handed out to Verdicts a piece at a time, each piece once: the engine may keep one
-	// until the statement completes.
-	refs []uint64
+	// until the statement completes. Each new array is twice the last, up to maxRefsChunk: a
+	// session that runs a statement or two and then idles (a pool's connection) keeps a few bytes,
+	// a busy one allocates once per 64 statements.
+	refs      []uint64
+	refsChunk int
 }
+
+// maxRefsChunk bounds the arrays a session's refs are cut from.
+const maxRefsChunk = 64
 
 type qualifiedObjects struct {
 	n       int // len(Objects) of the statement
@@ -355,7 +361,8 @@ func (s *session) qualify(st policy.Statement) (policy.Statement, []string) {
 // newRefs returns a slice of n refs that no one else has.
 func (s *session) newRefs(n int) []uint64 {
 	if len(s.refs) < n {
-		s.refs = make([]uint64, max(n, 64))
+		s.refsChunk = min(max(2*s.refsChunk, 4), maxRefsChunk)
+		s.refs = make([]uint64, max(n, s.refsChunk))
 	}
 	refs := s.refs[:n:n]
 	s.refs = s.refs[n:]

@@ -43,20 +43,30 @@ type lookupEntry struct {
 	until   time.Time
 }
 
-// grantWatch is a granted session whose permission is re-checked on each new snapshot.
+// grantWatch is a permission the sidecar granted, re-checked on each new snapshot. Sessions
+// granted the same (watchKey) share one: a decision depends on nothing else, so they are revoked
+// together, and an application's pool of connections costs one watch, not one per connection.
 type grantWatch struct {
-	login   proxy.Login
+	login   proxy.Login // Port and Username only
 	hash    string
 	expires time.Time
-	revoked context.Context // handed out in the grant
+	revoked context.Context // handed out in the grants
 	revoke  context.CancelFunc
+}
+
+// watchKey is what a grant was decided on: the listener port, the user name as the client
+// typed it and the access token's hash.
+type watchKey struct {
+	port     int
+	username string
+	hash     string
 }
 
 // authz holds the authorizer's mutable parts besides the state pointer.
 type authz struct {
 	mu      sync.Mutex
 	lookups map[string]lookupEntry // by token hash
-	watches map[*grantWatch]struct{}
+	watches map[watchKey]*grantWatch
 	flights map[string]*flight // in-progress lookups, by hash
 }
 
@@ -88,10 +98,14 @@ func (s *Sidecar) Authorize(ctx context.Context, l proxy.Login) (*proxy.Grant, e
 		}
 		return nil, err
 	}
-	w := &grantWatch{login: l, hash: hash, expires: tok.ExpiresAt}
-	w.revoked, w.revoke = context.WithCancel(context.Background())
+	k := watchKey{port: l.Port, username: l.Username, hash: hash}
 	s.authz.mu.Lock()
-	s.authz.watches[w] = struct{}{}
+	w := s.authz.watches[k] // never revoked while in the map: recheck takes it out as it revokes
+	if w == nil {
+		w = &grantWatch{login: proxy.Login{Port: l.Port, Username: l.Username}, hash: hash, expires: tok.ExpiresAt}
+		w.revoked, w.revoke = context.WithCancel(context.Background())
+		s.authz.watches[k] = w
+	}
 	s.authz.mu.Unlock()
 	// A snapshot applied between the decision and the registration would not have seen this
 	// grant: check once more against whatever is current now.
@@ -214,10 +228,10 @@ func (s *Sidecar) recheck(st *state, now time.Time) {
 			delete(s.authz.lookups, h)
 		}
 	}
-	for w := range s.authz.watches {
+	for k, w := range s.authz.watches {
 		if !now.Before(w.expires) {
-			w.revoke() // releases the context; the session has ended at expiry already
-			delete(s.authz.watches, w)
+			w.revoke() // releases the context; the sessions have ended at expiry already
+			delete(s.authz.watches, k)
 			continue
 		}
 		tok, owner, ok := st.tokens[w.hash], syncapi.User{}, false
@@ -232,6 +246,6 @@ func (s *Sidecar) recheck(st *state, now time.Time) {
 			}
 		}
 		w.revoke()
-		delete(s.authz.watches, w)
+		delete(s.authz.watches, k)
 	}
 }

@@ -22,6 +22,7 @@ func DefaultEngines() map[gatehouse.DatabaseType]EngineFactory {
 				Auditor:                 p.Auditor,
 				Pool:                    postgres.PoolConfig{Idle: p.UpstreamPoolIdle},
 				ParkAfter:               p.ParkIdleAfter,
+				Quiet:                   p.Quiet,
 			})
 		},
 		gatehouse.MySQL: func(p EngineParams) (proxy.Engine, error) {
@@ -34,6 +35,7 @@ func DefaultEngines() map[gatehouse.DatabaseType]EngineFactory {
 				AllowPlaintextPasswords: p.AllowPlaintextPasswords,
 				Logger:                  p.Logger,
 				Auditor:                 p.Auditor,
+				Quiet:                   p.Quiet,
 			})
 		},
 	}

@@ -49,6 +49,8 @@ type EngineParams struct {
 	// ParkIdleAfter is how long a session moves no byte before it gives up its goroutines until
 	// either side sends something; zero means the engine's default, negative never. PostgreSQL only.
 	ParkIdleAfter time.Duration
+	// Quiet counts the sidecar's running sessions, across its engines (memory.go).
+	Quiet *proxy.Quiet
 }
 
 // EngineFactory makes the engine serving one listener port.
@@ -144,6 +146,7 @@ type Sidecar struct {
 	reportNow chan struct{}
 	lastSync  atomic.Pointer[string] // last sync error, nil when the last attempt succeeded
 	audit     *auditor
+	quiet     proxy.Quiet // running sessions, for releaseWhenQuiet
 }
 
 // New checks cfg, loads the private key and TLS certificate, and returns a sidecar ready to Run.
@@ -211,7 +214,7 @@ func New(cfg Config) (*Sidecar, error) {
 		reportNow:  make(chan struct{}, 1),
 		authz: authz{
 			lookups: map[string]lookupEntry{},
-			watches: map[*grantWatch]struct{}{},
+			watches: map[watchKey]*grantWatch{},
 			flights: map[string]*flight{},
 		},
 	}
@@ -283,6 +286,7 @@ func (s *Sidecar) newEngine(p gatehouse.ListenerPort) (proxy.Engine, error) {
 		Logger:                  s.logger.With("port", p.Port),
 		UpstreamPoolIdle:        s.upstreamPoolIdle(),
 		ParkIdleAfter:           s.cfg.ParkIdleAfter,
+		Quiet:                   &s.quiet,
 	})
 }
 
@@ -307,6 +311,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	g.Go(func() error {
 		sh := &activity.Shipper{Spool: s.audit.spool, Sink: activitySink{s.client}, Logger: s.logger}
 		return sh.Run(ctx)
+	})
+	g.Go(func() error {
+		releaseWhenQuiet(ctx, &s.quiet, quietCheckEvery, quietReleaseEvery, freeOSMemory, s.logger)
+		return nil
 	})
 	err := g.Wait()
 	drain := s.cfg.DrainTimeout

@@ -332,7 +332,7 @@ func TestAuthorize(t *testing.T) {
 	snap.Users = append(snap.Users, syncapi.User{Name: "carol@example.com", Active: false, Groups: []string{"eng"}})
 
 	s := &Sidecar{now: time.Now, logger: slog.New(slog.DiscardHandler), lookups: notFoundLookups{}, authz: authz{
-		lookups: map[string]lookupEntry{}, watches: map[*grantWatch]struct{}{}, flights: map[string]*flight{},
+		lookups: map[string]lookupEntry{}, watches: map[watchKey]*grantWatch{}, flights: map[string]*flight{},
 	}}
 	if _, err := s.Authorize(context.Background(), proxy.Login{Port: port, Username: "reader", Token: aliceToken}); authReason(err) != proxy.ControlPlaneDown {
 		t.Errorf("before any snapshot: %v; want ControlPlaneDown", err)
@@ -407,7 +407,7 @@ func TestRevocationOnSnapshot(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Sidecar{now: time.Now, logger: slog.New(slog.DiscardHandler), lookups: notFoundLookups{}, authz: authz{
-				lookups: map[string]lookupEntry{}, watches: map[*grantWatch]struct{}{}, flights: map[string]*flight{},
+				lookups: map[string]lookupEntry{}, watches: map[watchKey]*grantWatch{}, flights: map[string]*flight{},
 			}}
 			snap := &syncapi.Snapshot{Version: 1}
 			baseSnapshot(port)(snap)
@@ -434,6 +434,55 @@ func TestRevocationOnSnapshot(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Sessions granted on the same login share one watch: revoked together, and a pool of
+// connections does not cost one context per connection. A grant after a revocation gets a new one.
+func TestGrantsShareWatch(t *testing.T) {
+	port := 15432
+	s := &Sidecar{now: time.Now, logger: slog.New(slog.DiscardHandler), lookups: notFoundLookups{}, authz: authz{
+		lookups: map[string]lookupEntry{}, watches: map[watchKey]*grantWatch{}, flights: map[string]*flight{},
+	}}
+	apply := func(version int64, change func(*syncapi.Snapshot)) {
+		snap := &syncapi.Snapshot{}
+		baseSnapshot(port)(snap)
+		snap.Version = version
+		change(snap)
+		st := newState(snap)
+		s.state.Store(st)
+		s.recheck(st, time.Now())
+	}
+	apply(1, func(*syncapi.Snapshot) {})
+	login := proxy.Login{Port: port, Username: "reader", Token: aliceToken}
+	g1, err := s.Authorize(context.Background(), login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := s.Authorize(context.Background(), login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g1.Revoked != g2.Revoked || len(s.authz.watches) != 1 {
+		t.Fatalf("two grants of one login: shared context %v, %d watches; want shared, 1", g1.Revoked == g2.Revoked, len(s.authz.watches))
+	}
+	for _, w := range s.authz.watches {
+		if w.login.Token != "" {
+			t.Error("the watch keeps the access token")
+		}
+	}
+	apply(2, func(sn *syncapi.Snapshot) { sn.Tokens = sn.Tokens[1:] }) // alice's token revoked
+	if g1.Revoked.Err() == nil || g2.Revoked.Err() == nil || len(s.authz.watches) != 0 {
+		t.Fatalf("after revocation: revoked %v and %v, %d watches; want both revoked, none left",
+			g1.Revoked.Err() != nil, g2.Revoked.Err() != nil, len(s.authz.watches))
+	}
+	apply(3, func(*syncapi.Snapshot) {}) // the token is back
+	g3, err := s.Authorize(context.Background(), login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g3.Revoked.Err() != nil {
+		t.Fatal("a grant made after a revocation starts revoked")
 	}
 }
 
@@ -674,7 +723,7 @@ func TestLookupGrantOutlivesOutage(t *testing.T) {
 	baseSnapshot(port)(snap)
 	snap.Version = 1
 	s := &Sidecar{now: time.Now, logger: slog.New(slog.DiscardHandler), authz: authz{
-		lookups: map[string]lookupEntry{}, watches: map[*grantWatch]struct{}{}, flights: map[string]*flight{},
+		lookups: map[string]lookupEntry{}, watches: map[watchKey]*grantWatch{}, flights: map[string]*flight{},
 	}, lookups: fixedLookup{syncapi.TokenLookup{
 		Token:         syncapi.TokenVerifier{ID: "t-fresh", Hash: syncapi.HashToken(fresh), Owner: "alice@example.com", ExpiresAt: time.Now().Add(time.Hour)},
 		User:          syncapi.User{Name: "alice@example.com", Active: true, Groups: []string{"eng"}},

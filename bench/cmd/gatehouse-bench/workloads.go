@@ -262,10 +262,21 @@ func (r *runner) rows(ctx context.Context, t target, useCopy bool) (run, error) 
 	return out, nil
 }
 
+// idleSettle is how long the idle workload leaves the proxy without traffic before it reads its
+// memory: long enough for the sidecar's sessions to park (one second) and for it to notice that
+// none runs (another second or so).
+const idleSettle = 5 * time.Second
+
 // idle opens n connections, runs one query on each (as a client pool validating its connections
 // does; PgBouncer links a server connection to a client at its first query, not at login), keeps
 // them open and idle, and reads the proxy's memory and file descriptors per connection.
+//
+// Both readings are taken after idleSettle without traffic: what the proxy holds while its
+// connections are idle, not the garbage of the work before (the previous workload's, or the
+// connections' handshakes), which the sidecar gives back to the system when none of its sessions
+// has run for a second and which Go's collector would otherwise keep for minutes.
 func (r *runner) idle(ctx context.Context, t target, n int) (run, error) {
+	time.Sleep(idleSettle)
 	rss0, err := processMemory(t.pid)
 	if err != nil {
 		return run{}, err
@@ -279,7 +290,7 @@ func (r *runner) idle(ctx context.Context, t target, n int) (run, error) {
 	if len(conns) == 0 {
 		return run{}, fmt.Errorf("no idle connection opened: %v", firstErr)
 	}
-	time.Sleep(2 * time.Second) // let the proxy settle (allocations of the handshakes become garbage)
+	time.Sleep(idleSettle)
 	rss1, err := processMemory(t.pid)
 	if err != nil {
 		return run{}, err
@@ -547,24 +558,30 @@ func (r *runner) waitBackends(ctx context.Context, n int, within time.Duration) 
 }
 
 // saveHeap writes the sidecar's heap profile, with the runtime's memory statistics at its end, to
-// sidecar-idle-heap.txt in the output directory.
+// sidecar-idle-heap.txt in the output directory, and the same profile for go tool pprof to
+// sidecar-idle-heap.pprof.
 func (r *runner) saveHeap() error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", r.env.pprofAddr))
-	if err != nil {
-		return err
+	for _, f := range []struct{ query, name string }{
+		{"debug=1", "sidecar-idle-heap.txt"},
+		{"gc=1", "sidecar-idle-heap.pprof"},
+	} {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap?%s", r.env.pprofAddr, f.query))
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		path := filepath.Join(r.cfg.out, f.name)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+		say("  wrote %s", path)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(r.cfg.out, "sidecar-idle-heap.txt")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		return err
-	}
-	say("  wrote %s", path)
 	return nil
 }

@@ -55,6 +55,9 @@ type Config struct {
 	// recorded before it is forwarded; a refused one is answered with ERR 1142 (SQLSTATE 42000)
 	// naming the rule and the session goes on. Nil relays untouched.
 	Auditor proxy.Auditor
+	// Quiet, when set, counts this engine's sessions with the other engines' running ones, so
+	// that the sidecar knows when none is running.
+	Quiet *proxy.Quiet
 }
 
 // Engine serves MySQL and MariaDB clients on one listener port.
@@ -138,6 +141,8 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn) {
 		return
 	}
 	defer e.remove(s)
+	e.cfg.Quiet.Start() // MySQL sessions do not park: running until they end
+	defer e.cfg.Quiet.Stop()
 	s.run(ctx)
 }
 

@@ -55,6 +55,9 @@ type Config struct {
 	// ParkAfter is how long a session moves no byte before it gives up its goroutines until
 	// either side sends something (park.go); zero means one second, negative never.
 	ParkAfter time.Duration
+	// Quiet, when set, counts this engine's running sessions with the other engines' (a parked
+	// session is not running), so that the sidecar knows when none is.
+	Quiet *proxy.Quiet
 }
 
 // Engine serves PostgreSQL clients on one listener port.
@@ -64,6 +67,7 @@ type Engine struct {
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	pool   *pool      // nil: pooling off
 	bufs   *sync.Pool // relay buffers (buffer.go)
+	params paramTable // servers' parameters, shared between upstream connections (params.go)
 
 	tlsMu      sync.Mutex
 	tlsConfigs map[string]upstreamTLSConfig // by repository name
@@ -128,13 +132,12 @@ func New(cfg Config) (*Engine, error) {
 // when the session ends. A parked session goes on without a goroutine; Shutdown waits for it.
 func (e *Engine) Serve(ctx context.Context, conn net.Conn) {
 	conn = rawio.WrapConn(conn) // see internal/rawio: no scheduler hand-offs around each read and write
-	ctx, cancel := context.WithCancel(ctx)
-	s := newSession(e, conn, cancel)
+	s := newSession(e, conn)
 	if !e.add(s) {
-		cancel()
 		conn.Close()
 		return
 	}
+	e.cfg.Quiet.Start() // Stop: when it parks (park.go) and when it ends (close)
 	s.run(ctx)
 }
 

@@ -337,6 +337,7 @@ const parkDefault = 2 * time.Millisecond
 
 type sidecar struct {
 	engine *postgres.Engine
+	quiet  *proxy.Quiet // the engine's count of running sessions
 	auth   *authorizer
 	port   int
 	logs   *syncBuffer
@@ -385,6 +386,7 @@ func startProxy(t testing.TB, o proxyOptions) *sidecar {
 	cfg := postgres.Config{
 		Port: port, Authorizer: auth, Credentials: res, Logger: logger,
 		AllowPlaintextPasswords: o.plaintext, Auditor: o.auditor, Pool: o.pool, ParkAfter: o.parkAfter,
+		Quiet: new(proxy.Quiet),
 		// Every repository host name resolves to the test server, so names not in its
 		// certificate can be tried.
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -421,7 +423,7 @@ func startProxy(t testing.TB, o proxyOptions) *sidecar {
 			wg.Go(func() { eng.Serve(ctx, c) })
 		}
 	})
-	sc := &sidecar{engine: eng, auth: auth, port: port, logs: logs}
+	sc := &sidecar{engine: eng, quiet: cfg.Quiet, auth: auth, port: port, logs: logs}
 	t.Cleanup(func() {
 		ln.Close()
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -197,6 +197,10 @@ func (s *session) park(d int, err error) error {
 		if cerr == nil && aerr == nil {
 			s.parked[d] = true
 			s.shed(d)
+			if s.parked[dirClient] && s.parked[dirUpstream] {
+				s.asleep = true
+				s.e.cfg.Quiet.Stop()
+			}
 			return errParked
 		}
 		s.idl.mu.Lock()
@@ -241,6 +245,10 @@ func (s *session) resume(d int) {
 // unpark takes direction d out of the idler's set. Called with pmu held; the caller restarts the
 // direction.
 func (s *session) unpark(d int) {
+	if s.asleep {
+		s.asleep = false
+		s.e.cfg.Quiet.Start()
+	}
 	s.parked[d] = false
 	if rc := rawConn(s.conn(d)); rc != nil {
 		rc.Control(func(fd uintptr) { s.idl.ep.del(int(fd)) })

@@ -238,3 +238,59 @@ func TestParkOff(t *testing.T) {
 		t.Errorf("%d relay goroutines, want 2", n)
 	}
 }
+
+// waitRunning waits until the engine counts n running sessions (Config.Quiet), and returns how
+// many times one has stopped.
+func waitRunning(t *testing.T, sc *sidecar, n int64) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		running, stops := sc.quiet.State()
+		if running == n {
+			return stops
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions running, want %d", running, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A session counts as running (Config.Quiet) from its start until it parks, again while it has
+// something to do, and not after it ends; a refused login counts once and stops.
+func TestQuietCountsRunningSessions(t *testing.T) {
+	sc := startProxy(t, proxyOptions{parkAfter: parkTestAfter})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := sc.pgx(t, "scram_user", aliceToken, "")
+	b := sc.pgx(t, "scram_user", aliceToken, "")
+	waitParked(t, sc, 4)
+	stops := waitRunning(t, sc, 0)
+	if _, err := a.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitParked(t, sc, 4)
+	if again := waitRunning(t, sc, 0); again <= stops {
+		t.Errorf("stops %d after a parked session ran a statement and parked again, want more than %d", again, stops)
+	}
+	if _, err := pgx.Connect(ctx, sc.connString("scram_user", "gh1_not_a_token", "")); err == nil {
+		t.Fatal("login with a bad token succeeded")
+	}
+	closeConn(t, a)
+	closeConn(t, b)
+	waitParked(t, sc, 0)
+	waitRunning(t, sc, 0)
+	time.Sleep(10 * parkTestAfter) // nothing counts twice
+	if running, _ := sc.quiet.State(); running != 0 {
+		t.Fatalf("%d sessions running after all ended", running)
+	}
+
+	// Without parking, an open session runs until it ends.
+	off := startProxy(t, proxyOptions{parkAfter: -1})
+	c := off.pgx(t, "scram_user", aliceToken, "")
+	backendPID(t, c)
+	time.Sleep(10 * parkTestAfter)
+	waitRunning(t, off, 1)
+	closeConn(t, c)
+	waitRunning(t, off, 0)
+}

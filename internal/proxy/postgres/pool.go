@@ -100,8 +100,9 @@ type idleConn struct {
 	w         *connWriter
 	tls       bool
 	database  string
-	backend   pgproto3.BackendKeyData // the upstream's real key, for cancels
-	params    []*pgproto3.ParameterStatus
+	backend   pgproto3.BackendKeyData     // the upstream's real key, for cancels
+	params    []*pgproto3.ParameterStatus // from shared
+	shared    *paramTable
 	born      time.Time
 	idleSince time.Time
 	timer     *time.Timer // idle timeout; nil while in use
@@ -511,7 +512,7 @@ func (s *session) connectPooled(ctx context.Context, params map[string]string) (
 			return nil, errResp
 		}
 		ic = &idleConn{key: k, gen: gen, conn: up.conn, r: up.r, w: up.w, tls: up.tls, database: up.database,
-			backend: up.key, born: time.Now()}
+			backend: up.key, shared: &s.e.params, born: time.Now()}
 		var notices []interface{ Encode([]byte) ([]byte, error) }
 		for _, m := range up.initial {
 			if ps, ok := m.(*pgproto3.ParameterStatus); ok {
@@ -641,11 +642,11 @@ func (ic *idleConn) exchangeLocked(queries []string, want []reply) error {
 		}
 		switch typ {
 		case 'S':
-			var m pgproto3.ParameterStatus
-			if err := m.Decode(body); err != nil {
+			m, err := ic.shared.get(body)
+			if err != nil {
 				return err
 			}
-			ic.setParam(&m)
+			ic.setParam(m)
 			continue
 		case 'N', 'A':
 			continue

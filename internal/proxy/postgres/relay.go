@@ -39,9 +39,9 @@ func (s *session) relay(ctx context.Context) {
 	}
 	s.live.Store(2)
 	s.relaying.Store(true)
-	if ctx.Err() != nil {
-		// Ended just before relaying was set: run's callback found it false and left the
-		// interrupting to us.
+	if s.endReason() != endNone {
+		// Ended just before relaying was set: end found it false and left the interrupting to
+		// us.
 		s.interrupt()
 	}
 	go s.direction(dirUpstream)

@@ -54,8 +54,8 @@ type session struct {
 	reason        endReason
 	firstErr      error // the error the relay stopped with first; under reasonMu
 	errSet        bool
-	cancel        context.CancelFunc // cancels the session's context; run's callback then interrupts the relay
-	stopWatch     func() bool        // stops that callback
+	hcancel       context.CancelFunc // cancels the handshake's context while it runs; under reasonMu
+	stopWatch     func() bool        // stops run's callback on the listener's context
 	interruptOnce sync.Once
 	bytesUp       atomic.Int64
 	bytesDown     atomic.Int64
@@ -74,6 +74,7 @@ type session struct {
 	pmu        sync.Mutex
 	closing    bool
 	parked     [2]bool
+	asleep     bool // both directions parked (or the session closed): not running for Config.Quiet
 	sweepBytes int64
 	quietSince time.Time
 	parkAsked  bool
@@ -85,9 +86,8 @@ type session struct {
 	internalSchema string
 }
 
-func newSession(e *Engine, conn net.Conn, cancel context.CancelFunc) *session {
+func newSession(e *Engine, conn net.Conn) *session {
 	return &session{
-		cancel:     cancel,
 		e:          e,
 		client:     conn,
 		raw:        conn,
@@ -110,14 +110,31 @@ func (s *session) log() *slog.Logger {
 	return l
 }
 
-// end asks the session to stop with a reason; the first reason wins.
+// end asks the session to stop with a reason; the first reason wins. It does not wait: the
+// handshake's context is cancelled, and a goroutine interrupts the relay (or unblocks the
+// client handshake).
 func (s *session) end(r endReason) {
 	s.reasonMu.Lock()
-	if s.reason == endNone {
+	first := s.reason == endNone
+	if first {
 		s.reason = r
 	}
+	hcancel := s.hcancel
 	s.reasonMu.Unlock()
-	s.cancel()
+	if !first {
+		return
+	}
+	if hcancel != nil {
+		hcancel()
+	}
+	go func() {
+		if s.relaying.Load() {
+			s.interrupt()
+		} else {
+			// Unblock a client handshake in progress; the relay interrupts itself if it begins.
+			s.client.SetDeadline(time.Now())
+		}
+	}()
 }
 
 func (s *session) endReason() endReason {
@@ -126,21 +143,25 @@ func (s *session) endReason() endReason {
 	return s.reason
 }
 
+// run handshakes and relays. ctx is the listener's: when it is done, the session ends as at
+// shutdown. The session has no context of its own (one would cost every idle session a few
+// hundred bytes): end stops it.
 func (s *session) run(ctx context.Context) {
-	// ctx is the session's own: it ends when the engine's caller cancels or when end is called.
-	s.stopWatch = context.AfterFunc(ctx, func() {
-		s.end(endShutdown)
-		if s.relaying.Load() {
-			s.interrupt()
-		} else {
-			// Unblock a client handshake in progress; the relay interrupts itself if it begins.
-			s.client.SetDeadline(time.Now())
-		}
-	})
+	s.stopWatch = context.AfterFunc(ctx, func() { s.end(endShutdown) })
 
 	hctx, cancel := context.WithTimeout(ctx, s.e.cfg.HandshakeTimeout)
+	s.reasonMu.Lock()
+	ended := s.reason != endNone
+	s.hcancel = cancel
+	s.reasonMu.Unlock()
+	if ended {
+		cancel()
+	}
 	s.client.SetDeadline(time.Now().Add(s.e.cfg.HandshakeTimeout))
 	ok := s.handshake(hctx)
+	s.reasonMu.Lock()
+	s.hcancel = nil
+	s.reasonMu.Unlock()
 	cancel() // its timer is not to outlive the handshake
 	if !ok {
 		if s.upstream != nil {
@@ -158,9 +179,14 @@ func (s *session) run(ctx context.Context) {
 
 // close is the last thing a session does: the engine forgets it and its connection is closed.
 func (s *session) close() {
+	s.pmu.Lock()
+	if !s.asleep {
+		s.e.cfg.Quiet.Stop()
+	}
+	s.asleep = true // not to be counted again
+	s.pmu.Unlock()
 	s.stopWatch()
 	s.e.remove(s)
-	s.cancel()
 	s.raw.Close()
 }
 

@@ -379,11 +379,11 @@ func (s *session) startupUpstream(ctx context.Context, up *upstreamConn, params 
 		case 'v':
 			// NegotiateProtocolVersion: we ask for 3.0 without options, so there is nothing to adjust.
 		case 'S':
-			var m pgproto3.ParameterStatus
-			if err := m.Decode(body); err != nil {
+			m, err := s.e.params.get(body)
+			if err != nil {
 				return cred, fmt.Errorf("decode parameter status: %w", err)
 			}
-			up.initial = append(up.initial, &m)
+			up.initial = append(up.initial, m)
 		case 'K':
 			if err := up.key.Decode(body); err != nil {
 				return cred, fmt.Errorf("decode backend key data: %w", err)
