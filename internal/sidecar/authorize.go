@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +53,12 @@ type grantWatch struct {
 	expires time.Time
 	revoked context.Context // handed out in the grants
 	revoke  context.CancelFunc
+
+	// The last grant made, and the snapshot it was decided on: the next login of the same key
+	// decided on the same snapshot, with the same token and owner, gets the same grant (engines
+	// do not modify grants). recheck forgets it.
+	grant *proxy.Grant
+	st    *state
 }
 
 // watchKey is what a grant was decided on: the listener port, the user name as the client
@@ -106,22 +113,27 @@ func (s *Sidecar) Authorize(ctx context.Context, l proxy.Login) (*proxy.Grant, e
 		w.revoked, w.revoke = context.WithCancel(context.Background())
 		s.authz.watches[k] = w
 	}
+	g := w.grant
+	if g == nil || w.st != st || g.Identity.TokenID != tok.ID || g.Identity.User != owner.Name || !slices.Equal(g.Identity.Groups, owner.Groups) {
+		g = &proxy.Grant{
+			Identity: proxy.Identity{
+				User:           owner.Name,
+				Groups:         append([]string(nil), owner.Groups...),
+				TokenID:        tok.ID,
+				TokenExpiresAt: tok.ExpiresAt,
+			},
+			Target:  *target,
+			Revoked: w.revoked,
+		}
+		w.grant, w.st = g, st
+	}
 	s.authz.mu.Unlock()
 	// A snapshot applied between the decision and the registration would not have seen this
 	// grant: check once more against whatever is current now.
 	if cur := s.state.Load(); cur != st {
 		s.recheck(cur, now)
 	}
-	return &proxy.Grant{
-		Identity: proxy.Identity{
-			User:           owner.Name,
-			Groups:         append([]string(nil), owner.Groups...),
-			TokenID:        tok.ID,
-			TokenExpiresAt: tok.ExpiresAt,
-		},
-		Target:  *target,
-		Revoked: w.revoked,
-	}, nil
+	return g, nil
 }
 
 // known returns the token and its owner as st (or a fresher lookup answer) knows them.
@@ -242,6 +254,7 @@ func (s *Sidecar) recheck(st *state, now time.Time) {
 		}
 		if ok {
 			if _, err := st.decide(now, w.login, tok, owner); err == nil {
+				w.grant, w.st = nil, nil // a grant decided on an older snapshot is not handed out again
 				continue
 			}
 		}

@@ -466,17 +466,31 @@ func TestGrantsShareWatch(t *testing.T) {
 	if g1.Revoked != g2.Revoked || len(s.authz.watches) != 1 {
 		t.Fatalf("two grants of one login: shared context %v, %d watches; want shared, 1", g1.Revoked == g2.Revoked, len(s.authz.watches))
 	}
+	if g1 != g2 {
+		t.Error("two logins decided on one snapshot got different grants")
+	}
 	for _, w := range s.authz.watches {
 		if w.login.Token != "" {
 			t.Error("the watch keeps the access token")
 		}
 	}
-	apply(2, func(sn *syncapi.Snapshot) { sn.Tokens = sn.Tokens[1:] }) // alice's token revoked
+	// A snapshot that changes the target but still allows the login: the next grant is decided
+	// on it, in the same watch.
+	apply(2, func(sn *syncapi.Snapshot) { sn.Repositories[0].Hostname = "db2.internal" })
+	g4, err := s.Authorize(context.Background(), login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g4.Target.Repository.Hostname != "db2.internal" || g1.Target.Repository.Hostname == "db2.internal" || g4.Revoked != g1.Revoked {
+		t.Errorf("after a host change: new grant's host %q, old grant's %q, same watch %v; want db2.internal, the old one, true",
+			g4.Target.Repository.Hostname, g1.Target.Repository.Hostname, g4.Revoked == g1.Revoked)
+	}
+	apply(3, func(sn *syncapi.Snapshot) { sn.Tokens = sn.Tokens[1:] }) // alice's token revoked
 	if g1.Revoked.Err() == nil || g2.Revoked.Err() == nil || len(s.authz.watches) != 0 {
 		t.Fatalf("after revocation: revoked %v and %v, %d watches; want both revoked, none left",
 			g1.Revoked.Err() != nil, g2.Revoked.Err() != nil, len(s.authz.watches))
 	}
-	apply(3, func(*syncapi.Snapshot) {}) // the token is back
+	apply(4, func(*syncapi.Snapshot) {}) // the token is back
 	g3, err := s.Authorize(context.Background(), login)
 	if err != nil {
 		t.Fatal(err)
