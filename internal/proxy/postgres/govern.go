@@ -98,8 +98,8 @@ type portal struct {
 // governor is a session's statement state, used by the client→upstream direction only.
 type governor struct {
 	aud        proxy.StatementAuditor
-	stmts      map[string]string // prepared statement name -> text ("" is the unnamed one)
-	portals    map[string]*portal
+	stmts      map[string]string  // prepared statement name -> text ("" is the unnamed one); made on first use
+	portals    map[string]*portal // named portals; made on first use
 	unnamed    portal
 	inBatch    bool // extended messages were forwarded since the last Sync
 	discarding bool // a refused Execute: drop messages up to Sync
@@ -112,7 +112,7 @@ type governor struct {
 
 func newGovernor(aud proxy.StatementAuditor) *governor {
 	return &governor{
-		aud: aud, stmts: map[string]string{}, portals: map[string]*portal{}, refresh: true,
+		aud: aud, refresh: true,
 		schemaResult: make(chan string, 1), upDone: make(chan struct{}),
 	}
 }
@@ -226,6 +226,9 @@ func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 			return err
 		}
 		if old, ok := g.stmts[string(name)]; !ok || old != string(sql) {
+			if g.stmts == nil {
+				g.stmts = map[string]string{}
+			}
 			g.stmts[string(name)] = string(sql)
 		}
 		g.inBatch = true
@@ -247,6 +250,9 @@ func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 		if len(name) > 0 {
 			if p = g.portals[string(name)]; p == nil {
 				p = &portal{}
+				if g.portals == nil {
+					g.portals = map[string]*portal{}
+				}
 				g.portals[string(name)] = p
 			}
 		}
