@@ -149,16 +149,13 @@ func (s *session) endReason() endReason {
 func (s *session) run(ctx context.Context) {
 	s.stopWatch = context.AfterFunc(ctx, func() { s.end(endShutdown) })
 
+	s.client.SetDeadline(time.Now().Add(s.e.cfg.HandshakeTimeout))
 	hctx, cancel := context.WithTimeout(ctx, s.e.cfg.HandshakeTimeout)
 	s.reasonMu.Lock()
-	ended := s.reason != endNone
+	ended := s.reason != endNone // before hcancel was set: end could not cancel the handshake
 	s.hcancel = cancel
 	s.reasonMu.Unlock()
-	if ended {
-		cancel()
-	}
-	s.client.SetDeadline(time.Now().Add(s.e.cfg.HandshakeTimeout))
-	ok := s.handshake(hctx)
+	ok := !ended && s.handshake(hctx)
 	s.reasonMu.Lock()
 	s.hcancel = nil
 	s.reasonMu.Unlock()
