@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"log/slog"
-	"runtime/debug"
 	"time"
 
 	"github.com/gatehousedb/gatehouse/internal/proxy"
@@ -17,9 +16,9 @@ import (
 // that served a burst of work and then holds many idle connections (an application's pool, say)
 // keeps about twice their live memory. When none of its sessions has run for a while — all are
 // parked, or there are none — nothing will use that headroom soon: the sidecar collects and returns
-// the freed pages to the system (debug.FreeOSMemory). That takes one collection, a few
-// milliseconds for tens of thousands of sessions, and happens once per quiet spell and at most
-// every quietReleaseEvery.
+// the freed pages to the system (debug.FreeOSMemory). That takes one collection (2.6–30 ms,
+// median 7, in a full benchmark run, up to 2,000 idle sessions), and happens once per quiet spell
+// and at most every quietReleaseEvery.
 const (
 	quietCheckEvery   = 500 * time.Millisecond
 	quietReleaseEvery = 10 * time.Second
@@ -54,6 +53,3 @@ func releaseWhenQuiet(ctx context.Context, q *proxy.Quiet, every, minGap time.Du
 		}
 	}
 }
-
-// freeOSMemory is releaseWhenQuiet's release.
-func freeOSMemory() { debug.FreeOSMemory() }

@@ -9,6 +9,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -313,7 +314,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		return sh.Run(ctx)
 	})
 	g.Go(func() error {
-		releaseWhenQuiet(ctx, &s.quiet, quietCheckEvery, quietReleaseEvery, freeOSMemory, s.logger)
+		releaseWhenQuiet(ctx, &s.quiet, quietCheckEvery, quietReleaseEvery, debug.FreeOSMemory, s.logger)
 		return nil
 	})
 	err := g.Wait()
