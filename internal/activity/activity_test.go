@@ -519,6 +519,58 @@ func TestDeferredRecords(t *testing.T) {
 	}
 }
 
+// TestWaitingEndsReused: sessions whose statements carry the previous one's outcome, interleaved,
+// get their own outcomes although the spool reuses what held them, and a statement with its
+// outcome makes no allocation (an outcome waiting under a new session ID used to take one).
+func TestWaitingEndsReused(t *testing.T) {
+	s := open(t, activity.Config{SyncEvery: time.Hour, Sync: activity.SyncOS, MaxBytes: 1 << 30})
+	ctx := context.Background()
+	sessions := []string{"s1", "s2", "s3"}
+	last := map[string]uint64{}
+	cycle := func(i int) {
+		r := stmt(i)
+		r.SessionID = sessions[i%len(sessions)]
+		if err := s.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		last[r.SessionID] = r.Seq
+		s.Defer(&activity.Record{Type: activity.TypeStatementEnd, SessionID: r.SessionID, Ref: r.Seq, Rows: int64(r.Seq) * 10})
+	}
+	for i := range 30 {
+		cycle(i)
+	}
+	recs := readAll(t, s)
+	prev := map[string]uint64{}
+	for _, r := range recs {
+		want := activity.End{}
+		if p := prev[r.SessionID]; p != 0 {
+			want = activity.End{Ref: p, Rows: int64(p) * 10}
+		}
+		if r.End != want {
+			t.Errorf("record %d of session %s carries %+v, want %+v", r.Seq, r.SessionID, r.End, want)
+		}
+		prev[r.SessionID] = r.Seq
+	}
+	if len(recs) != 30 {
+		t.Fatalf("%d records, want 30", len(recs))
+	}
+
+	r := stmt(0)
+	var i int
+	allocs := testing.AllocsPerRun(500, func() {
+		rec := *r
+		rec.SessionID = sessions[i%len(sessions)]
+		i++
+		if err := s.Append(ctx, &rec); err != nil {
+			t.Fatal(err)
+		}
+		s.Defer(&activity.Record{Type: activity.TypeStatementEnd, SessionID: rec.SessionID, Ref: rec.Seq, Rows: 1})
+	})
+	if allocs != 0 {
+		t.Errorf("a statement and its outcome made %v allocations, want 0", allocs)
+	}
+}
+
 // TestReadLines: the shipper's read gives the lines as written, skips damaged ones like Read, and
 // keeps to its size limit.
 func TestReadLines(t *testing.T) {
@@ -750,7 +802,7 @@ func recordsOf(es []activity.SegmentEntry) []activity.Record {
 }
 
 func benchmarkAppend(b *testing.B, sync activity.SyncPolicy, parallel bool) {
-	s := open(b, activity.Config{Sync: sync, Dir: b.TempDir()})
+	s := benchSpool(b, activity.Config{Sync: sync})
 	r := stmt(1)
 	b.ReportAllocs()
 	if !parallel {

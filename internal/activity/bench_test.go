@@ -20,6 +20,14 @@ func countWrites(b *testing.B, s *activity.Spool) {
 	b.Cleanup(func() { b.ReportMetric(float64(n.Load())/float64(b.N), "writes/op") })
 }
 
+// benchSpool opens a spool for a benchmark. Nothing ships or acknowledges its records, so its limit
+// is set past what a run of a few seconds writes (about 1 KB per statement cycle): at the default
+// 256 MiB a one-second run would fill it, and Append would fail with ErrSpoolFull.
+func benchSpool(b *testing.B, cfg activity.Config) *activity.Spool {
+	cfg.Dir, cfg.MaxBytes = b.TempDir(), 64<<30
+	return open(b, cfg)
+}
+
 // statementCycle is what the sidecar does per statement: append its record before forwarding it
 // and defer its outcome.
 func statementCycle(b *testing.B, s *activity.Spool, r *activity.Record) {
@@ -32,7 +40,7 @@ func statementCycle(b *testing.B, s *activity.Spool, r *activity.Record) {
 
 // BenchmarkAppend is one session appending (SyncInterval, the default).
 func BenchmarkAppend(b *testing.B) {
-	s := open(b, activity.Config{Dir: b.TempDir()})
+	s := benchSpool(b, activity.Config{})
 	r := stmt(1)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -42,7 +50,7 @@ func BenchmarkAppend(b *testing.B) {
 
 // BenchmarkAppendParallel is GOMAXPROCS sessions appending at once (run with -cpu 1,2,8).
 func BenchmarkAppendParallel(b *testing.B) {
-	s := open(b, activity.Config{Dir: b.TempDir()})
+	s := benchSpool(b, activity.Config{})
 	countWrites(b, s)
 	r := stmt(1)
 	b.ReportAllocs()
@@ -55,7 +63,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 
 // BenchmarkAppendParallel4x is four sessions per CPU: more sessions than cores, as under pgbench.
 func BenchmarkAppendParallel4x(b *testing.B) {
-	s := open(b, activity.Config{Dir: b.TempDir()})
+	s := benchSpool(b, activity.Config{})
 	countWrites(b, s)
 	r := stmt(1)
 	b.ReportAllocs()
@@ -92,7 +100,7 @@ func BenchmarkReadLinesBehind(b *testing.B) {
 // BenchmarkShipCaughtUp is appending with a shipper that keeps up: per op, 1000 statements (with
 // their outcomes) appended, then read for shipping and acknowledged.
 func BenchmarkShipCaughtUp(b *testing.B) {
-	s := open(b, activity.Config{Dir: b.TempDir()})
+	s := benchSpool(b, activity.Config{})
 	r := stmt(1)
 	pos := s.Acked()
 	b.ReportAllocs()

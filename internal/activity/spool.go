@@ -72,6 +72,8 @@ const (
 	maxDeferred = 1 << 14
 	// maxDeferredSpare bounds the buffer of deferred records kept for reuse.
 	maxDeferredSpare = 1 << 10
+	// maxSpareEnds bounds the emptied waiting statement.end records kept for reuse.
+	maxSpareEnds = 256
 	// ReadLines reads the files readMin to readMax bytes at a time (more for a longer line).
 	readMin, readMax = 64 << 10, 1 << 20
 )
@@ -166,8 +168,12 @@ type Spool struct {
 	// session's next statement or session.end record (Record.End) instead of being written as a
 	// record of its own: one record per statement for a busy session. The background syncer
 	// writes the ones that waited a whole SyncEvery tick as records of their own. Under dmu.
-	ends  map[string]pendingEnd
-	ticks uint64 // SyncEvery ticks of the background syncer so far; under dmu
+	ends map[string]*pendingEnd
+	// spareEnds are emptied entries of ends, for reuse. A map keeps a value as large as a record
+	// apart from its slot, so storing one under a new key would allocate once per statement.
+	// Under dmu.
+	spareEnds []*pendingEnd
+	ticks     uint64 // SyncEvery ticks of the background syncer so far; under dmu
 	// carried lists the ends the current AppendAll took from ends, to put back if its records are
 	// not written. Under mu.
 	carried  []carriedEnd
@@ -242,7 +248,7 @@ func Open(cfg Config) (*Spool, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create activity spool directory: %w", err)
 	}
-	s := &Spool{cfg: cfg, changed: make(chan struct{}), log: cfg.Logger, ends: map[string]pendingEnd{}}
+	s := &Spool{cfg: cfg, changed: make(chan struct{}), log: cfg.Logger, ends: map[string]*pendingEnd{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -540,13 +546,15 @@ func (s *Spool) Defer(r *Record) {
 	s.prepare(&c)
 	s.dmu.Lock()
 	if c.Type == TypeStatementEnd && c.SessionID != "" && c.Ref != 0 {
-		prev, had := s.ends[c.SessionID]
-		s.ends[c.SessionID] = pendingEnd{rec: c, tick: s.ticks}
+		p, had := s.ends[c.SessionID]
 		if !had {
+			p = s.newPendingEnd()
+			p.rec, p.tick = c, s.ticks
+			s.ends[c.SessionID] = p
 			s.dmu.Unlock()
 			return
 		}
-		c = prev.rec
+		c, p.rec, p.tick = p.rec, c, s.ticks // the earlier one is written as a record of its own
 	}
 	s.deferred = append(s.deferred, c)
 	n := len(s.deferred)
@@ -589,6 +597,7 @@ func (s *Spool) carryEnds(rs []Record) {
 		e := &p.rec
 		r.End = End{Ref: e.Ref, Rows: e.Rows, DurationMS: e.DurationMS, ErrorCode: e.ErrorCode, Reason: e.Reason}
 		s.carried = append(s.carried, carriedEnd{i: i, rec: p.rec})
+		s.freePendingEnd(p)
 	}
 }
 
@@ -621,7 +630,29 @@ func (s *Spool) expireEnds(all bool) {
 		if all || p.tick+1 < s.ticks {
 			s.deferred = append(s.deferred, p.rec)
 			delete(s.ends, id)
+			s.freePendingEnd(p)
 		}
+	}
+}
+
+// newPendingEnd returns an empty entry for ends. Called with s.dmu held.
+func (s *Spool) newPendingEnd() *pendingEnd {
+	n := len(s.spareEnds)
+	if n == 0 {
+		return new(pendingEnd)
+	}
+	p := s.spareEnds[n-1]
+	s.spareEnds[n-1] = nil
+	s.spareEnds = s.spareEnds[:n-1]
+	return p
+}
+
+// freePendingEnd empties an entry taken out of ends and keeps it for reuse. Called with s.dmu
+// held.
+func (s *Spool) freePendingEnd(p *pendingEnd) {
+	*p = pendingEnd{} // let go of the record's strings
+	if len(s.spareEnds) < maxSpareEnds {
+		s.spareEnds = append(s.spareEnds, p)
 	}
 }
 

@@ -12,9 +12,12 @@ import (
 )
 
 // benchAuditor is a sidecar's auditor with one access policy on a pgbench-like repository.
+// Nothing ships its records, so its spool's limit is set past what a run of a few seconds writes:
+// at the default a one-second run could fill it, and statements would be refused.
 func benchAuditor(tb testing.TB) *auditor {
 	tb.Helper()
-	a, _, err := openAuditor(Config{DataDir: tb.TempDir(), SidecarID: "sc-bench"}, slog.New(slog.DiscardHandler))
+	cfg := Config{DataDir: tb.TempDir(), SidecarID: "sc-bench", ActivitySpoolMaxBytes: 64 << 30}
+	a, _, err := openAuditor(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}
