@@ -88,7 +88,9 @@ type SessionEnd struct {
 // two relay directions concurrently; Close is called once after both have stopped.
 type StatementAuditor interface {
 	// Statement classifies, evaluates and records a statement message. It returns only after the
-	// records are durable; the engine forwards the message only if the Verdict allows it.
+	// records are durable; the engine forwards the message only if the Verdict allows it. st is
+	// the engine's, reused for the session's next statement: it must not be kept after the call
+	// (its strings and Params may be).
 	Statement(ctx context.Context, st *Statement) Verdict
 	// Complete records the outcome of the statement with reference ref.
 	Complete(ref uint64, c Completion)

@@ -123,7 +123,11 @@ func (s *session) govern(ctx context.Context, seq, cmd byte, body []byte) (item,
 	if s.aud == nil {
 		return it, true
 	}
-	st := &proxy.Statement{Path: proxy.PathSimple}
+	// The Auditor is given a pointer, which an interface call lets escape: the session's own
+	// Statement saves an allocation per statement. Only the client→repository relay calls govern.
+	s.st = proxy.Statement{Path: proxy.PathSimple}
+	st := &s.st
+	defer func() { s.st = proxy.Statement{} }() // an idle session keeps no statement text
 	switch cmd {
 	case mysql.COM_QUERY:
 		st.SQL = string(body)

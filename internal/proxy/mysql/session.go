@@ -111,6 +111,7 @@ type session struct {
 	aud      proxy.StatementAuditor
 	q        respQueue
 	prepared map[uint32]string
+	st       proxy.Statement // the statement govern asks about
 
 	relaying  atomic.Bool
 	reasonMu  sync.Mutex

@@ -105,9 +105,20 @@ type governor struct {
 	discarding bool // a refused Execute: drop messages up to Sync
 	refresh    bool // the default schema must be asked for before the next statement
 	buf        []byte
+	// st is the statement being asked about: the Auditor is given a pointer, which an interface
+	// call lets escape, so a Statement of the call's own would be allocated per statement.
+	st proxy.Statement
 
 	schemaResult chan string
 	upDone       chan struct{} // closed when the upstream→client direction stops
+}
+
+// ask asks the Auditor about a statement.
+func (g *governor) ask(ctx context.Context, st proxy.Statement) proxy.Verdict {
+	g.st = st
+	v := g.aud.Statement(ctx, &g.st)
+	g.st = proxy.Statement{} // an idle session keeps no statement text
+	return v
 }
 
 func newGovernor(aud proxy.StatementAuditor) *governor {
@@ -187,7 +198,7 @@ func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 		if err := s.refreshSchema(ctx); err != nil {
 			return err
 		}
-		v := g.aud.Statement(ctx, &proxy.Statement{Path: proxy.PathSimple, SQL: string(sql)})
+		v := g.ask(ctx, proxy.Statement{Path: proxy.PathSimple, SQL: string(sql)})
 		if v.Refusal != proxy.Allowed {
 			return s.deny(refusalResponse(v), true)
 		}
@@ -207,7 +218,7 @@ func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 			return err
 		}
 		oid := binary.BigEndian.Uint32(body)
-		v := g.aud.Statement(ctx, &proxy.Statement{Path: proxy.PathFunction, SQL: "-- function call: oid " + strconv.FormatUint(uint64(oid), 10)})
+		v := g.ask(ctx, proxy.Statement{Path: proxy.PathFunction, SQL: "-- function call: oid " + strconv.FormatUint(uint64(oid), 10)})
 		if v.Refusal != proxy.Allowed {
 			return s.deny(refusalResponse(v), true)
 		}
@@ -282,7 +293,7 @@ func (s *session) clientMessage(ctx context.Context, typ byte, n int) error {
 		var ref uint64
 		if !p.evaluated {
 			p.evaluated = true
-			v := g.aud.Statement(ctx, &proxy.Statement{Path: proxy.PathExtended, SQL: p.sql, Name: p.stmt, Params: p.params})
+			v := g.ask(ctx, proxy.Statement{Path: proxy.PathExtended, SQL: p.sql, Name: p.stmt, Params: p.params})
 			if v.Refusal != proxy.Allowed {
 				g.discarding = true
 				if err := s.deny(refusalResponse(v), false); err != nil {
