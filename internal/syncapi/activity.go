@@ -3,8 +3,12 @@ package syncapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
+	"sync"
 )
 
 // ActivityPath receives batches of activity records from a sidecar instance.
@@ -28,13 +32,27 @@ type ActivityAck struct {
 }
 
 // ShipActivity sends a batch of activity records, each already encoded as one JSON object (a line
-// of the spool), in the body ActivityBody builds.
+// of the spool), in the body ActivityBody builds. The body is built in a buffer the client reuses
+// from batch to batch (under load a batch is megabytes, several times a second).
 func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) error {
-	body, err := ActivityBody(records)
+	c.shipMu.Lock()
+	defer c.shipMu.Unlock()
+	body, err := AppendActivityBody(c.shipBuf[:0], records)
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, http.MethodPost, ActivityPath, body)
+	rb := &reusedBody{b: body}
+	defer func() {
+		rb.release()
+		c.shipBuf = keptBuffer(body)
+	}()
+	req, err := c.newRequest(ctx, http.MethodPost, ActivityPath, rb.reader())
+	if err != nil {
+		return err
+	}
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return rb.reader(), nil } // for the transport's retries
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
 	}
@@ -45,9 +63,63 @@ func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) er
 	return nil
 }
 
+// keptBuffer returns b emptied for the next batch, or nil when b is much larger than this batch
+// needed: a sidecar whose load has passed does not hold the buffer of its busiest moment.
+func keptBuffer(b []byte) []byte {
+	if cap(b) > 64<<10 && cap(b) > 4*len(b) {
+		return nil
+	}
+	return b[:0]
+}
+
+// reusedBody is a request body over a buffer that is reused once the request is over. A transport
+// may read a body after Do has returned (when the server answered before it had read all of it);
+// after release, every Read fails instead of reading what the buffer holds next.
+type reusedBody struct {
+	mu       sync.Mutex
+	b        []byte
+	released bool
+}
+
+var errBodyReleased = errors.New("activity batch body read after its request ended")
+
+func (rb *reusedBody) reader() io.ReadCloser { return io.NopCloser(&bodyReader{body: rb}) }
+
+func (rb *reusedBody) release() {
+	rb.mu.Lock()
+	rb.released = true
+	rb.mu.Unlock()
+}
+
+// bodyReader reads a reusedBody from the start.
+type bodyReader struct {
+	body *reusedBody
+	off  int
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	rb := r.body
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	if rb.released {
+		return 0, errBodyReleased
+	}
+	if r.off >= len(rb.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, rb.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
 // ActivityBody is an ActivityBatch of records built from the records' bytes as they are: they are
 // not decoded, checked or re-encoded (json.Marshal of a RawMessage would re-scan each).
 func ActivityBody(records []json.RawMessage) ([]byte, error) {
+	return AppendActivityBody(nil, records)
+}
+
+// AppendActivityBody appends the ActivityBody of records to dst.
+func AppendActivityBody(dst []byte, records []json.RawMessage) ([]byte, error) {
 	n := len(`{"records":[]}`)
 	for _, r := range records {
 		if len(r) == 0 {
@@ -55,8 +127,7 @@ func ActivityBody(records []json.RawMessage) ([]byte, error) {
 		}
 		n += len(r) + 1
 	}
-	body := make([]byte, 0, n)
-	body = append(body, `{"records":[`...)
+	body := append(slices.Grow(dst, n), `{"records":[`...)
 	for i, r := range records {
 		if i > 0 {
 			body = append(body, ',')

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -35,6 +36,9 @@ type Client struct {
 	base   *url.URL
 	signer *Signer
 	http   *http.Client
+
+	shipMu  sync.Mutex // one ShipActivity at a time: they share shipBuf
+	shipBuf []byte
 }
 
 // NewClient returns a client for the control plane at baseURL (http or https, no query). hc may be
@@ -119,15 +123,24 @@ func (c *Client) LookupToken(ctx context.Context, hash string) (*TokenLookup, er
 }
 
 func (c *Client) do(ctx context.Context, method, pathAndQuery string, body []byte) (*http.Response, error) {
-	jwt, err := c.signer.Sign()
-	if err != nil {
-		return nil, err
-	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+pathAndQuery, rd)
+	req, err := c.newRequest(ctx, method, pathAndQuery, rd)
+	if err != nil {
+		return nil, err
+	}
+	return c.http.Do(req)
+}
+
+// newRequest returns a signed request with a JSON body when body is not nil.
+func (c *Client) newRequest(ctx context.Context, method, pathAndQuery string, body io.Reader) (*http.Request, error) {
+	jwt, err := c.signer.Sign()
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+pathAndQuery, body)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +149,7 @@ func (c *Client) do(ctx context.Context, method, pathAndQuery string, body []byt
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	return c.http.Do(req)
+	return req, nil
 }
 
 func statusError(resp *http.Response) error {
