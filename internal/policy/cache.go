@@ -63,8 +63,15 @@ type cacheEntry struct {
 // maxKeyBuf is the largest shape key buffer kept for reuse.
 const maxKeyBuf = 4 << 10
 
-// Classify returns c.Classifier(sql), from the cache when it can.
-func (c *Cache) Classify(sql string) ([]Statement, error) {
+// Classify returns c.Classifier(sql), from the cache when it can. The result is shared: read it,
+// do not modify it.
+func (c *Cache) Classify(sql string) ([]Statement, error) { return c.ClassifyInto(nil, sql) }
+
+// ClassifyInto is Classify that may build its result in dst's array instead of a new one (a
+// statement found by its shape, which gets its own text): a caller that classifies statement after
+// statement with the same small array allocates nothing for them. The result is valid until dst is
+// passed again.
+func (c *Cache) ClassifyInto(dst []Statement, sql string) ([]Statement, error) {
 	c.mu.Lock()
 	if el, ok := c.m[sql]; ok {
 		c.ll.MoveToFront(el)
@@ -82,7 +89,7 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 		return c.Classifier(sql)
 	}
 	if c.Shape == nil {
-		return c.classify(sql, nil)
+		return c.classify(dst, sql, nil)
 	}
 	buf, _ := c.keys.Get().(*[]byte)
 	if buf == nil {
@@ -94,7 +101,7 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 	if !ok || string(key) == sql {
 		key = nil // nothing to share: keep it by its text, and return it without a copy
 	}
-	sts, err := c.classify(sql, key)
+	sts, err := c.classify(dst, sql, key)
 	if cap(b) <= maxKeyBuf {
 		*buf = b[:0]
 		c.keys.Put(buf)
@@ -103,7 +110,7 @@ func (c *Cache) Classify(sql string) ([]Statement, error) {
 }
 
 // classify looks sql up by its shape key, if it has one, and classifies it on a miss.
-func (c *Cache) classify(sql string, key []byte) ([]Statement, error) {
+func (c *Cache) classify(dst []Statement, sql string, key []byte) ([]Statement, error) {
 	if key != nil {
 		c.mu.Lock()
 		if el, ok := c.shapes[string(key)]; ok {
@@ -111,7 +118,7 @@ func (c *Cache) classify(sql string, key []byte) ([]Statement, error) {
 			st := el.Value.(*cacheEntry).sts[0]
 			c.mu.Unlock()
 			st.Text = sql
-			return []Statement{st}, nil
+			return append(dst[:0], st), nil
 		}
 		c.mu.Unlock()
 	}

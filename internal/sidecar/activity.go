@@ -187,10 +187,10 @@ func (a *auditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.Stateme
 		repo:         r.Repository,
 		user:         r.RepositoryUser,
 		recordParams: ev.Grant.Target.Repository.RecordParameters,
-		classify:     a.pg.Classify,
+		classify:     a.pg.ClassifyInto,
 	}
 	if ev.Grant.Target.Repository.Type == gatehouse.MySQL {
-		s.classify = a.my.Classify
+		s.classify = a.my.ClassifyInto
 	}
 	return s, nil
 }
@@ -208,7 +208,8 @@ type session struct {
 	// sessions that start after the sidecar has synced it.
 	recordParams bool
 	prep         policy.Prepared
-	classify     func(sql string) ([]policy.Statement, error) // the repository's dialect, cached
+	classify     func(dst []policy.Statement, sql string) ([]policy.Statement, error) // the repository's dialect, cached (policy.Cache.ClassifyInto)
+	classified   [1]policy.Statement                                                  // for classify: one statement found by its shape
 	endOnce      sync.Once
 
 	// qualified remembers, per classified statement, its objects qualified with schema and their
@@ -266,7 +267,7 @@ func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdi
 		sts = fn[:]
 	} else {
 		var err error
-		sts, err = s.classify(m.SQL)
+		sts, err = s.classify(s.classified[:], m.SQL)
 		if err != nil {
 			var r activity.Record
 			s.record(&r, s.a.now(), policy.Statement{Kind: policy.KindUnsupported, Text: m.SQL, Unsupported: true}, nil, policy.Decision{Mode: gatehouse.AccessEnforce, Reason: "statement could not be classified: " + err.Error()})
@@ -303,6 +304,7 @@ func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdi
 			r.Params = m.Params
 		}
 	}
+	s.classified[0] = policy.Statement{} // an idle session keeps no statement text
 	if blocked != nil {
 		for i := range recs {
 			if r := &recs[i]; r.Decision == activity.DecisionAllow {

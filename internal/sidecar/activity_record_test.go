@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -85,5 +86,38 @@ func TestStatementRecordsAcrossSchemas(t *testing.T) {
 	}
 	if p := activity.Verify(recs); len(p) != 0 {
 		t.Errorf("Verify: %+v", p)
+	}
+}
+
+// TestStatementsOfOneShapeKeepTheirTexts: statements that differ only in their literals are
+// classified once, by shape, into the session's own array; each is recorded with its own text.
+func TestStatementsOfOneShapeKeepTheirTexts(t *testing.T) {
+	a := benchAuditor(t)
+	s := benchLogin(t, a)
+	var texts []string
+	for i := range 5 {
+		sql := fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d", 1000+i)
+		texts = append(texts, sql)
+		v := s.Statement(context.Background(), &proxy.Statement{Path: proxy.PathSimple, SQL: sql})
+		if v.Refusal != 0 {
+			t.Fatalf("%s: refused: %s", sql, v.Message)
+		}
+		s.Complete(v.Refs[0], proxy.Completion{Rows: 1, Duration: time.Millisecond})
+	}
+	recs, _, err := a.spool.Read(activity.Position{}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		if r.Type == activity.TypeStatement {
+			got = append(got, r.Statement)
+			if diff := cmp.Diff([]string{"public.pgbench_accounts.abalance", "public.pgbench_accounts.aid"}, r.Objects); diff != "" {
+				t.Errorf("%s: objects (-want +got):\n%s", r.Statement, diff)
+			}
+		}
+	}
+	if diff := cmp.Diff(texts, got); diff != "" {
+		t.Errorf("recorded texts (-want +got):\n%s", diff)
 	}
 }

@@ -122,6 +122,17 @@ func TestCacheShapeAllocations(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { aid++; c.Classify(texts[aid%2]) }); n > want {
 		t.Errorf("hit by shape: %v allocations, want %v (the returned slice)", n, want)
 	}
+	// With an array of the caller's, which the sidecar keeps per session, there is none.
+	var dst [1]policy.Statement
+	if n := testing.AllocsPerRun(100, func() {
+		aid++
+		sts, err := c.ClassifyInto(dst[:], texts[aid%2])
+		if err != nil || len(sts) != 1 || &sts[0] != &dst[0] || sts[0].Text != texts[aid%2] {
+			t.Fatalf("ClassifyInto: %+v, %v; want the statement with its own text, in dst", sts, err)
+		}
+	}); n > want-1 {
+		t.Errorf("hit by shape into an array of the caller's: %v allocations, want %v", n, want-1)
+	}
 	if n := testing.AllocsPerRun(100, func() { c.Classify("SELECT * FROM pgbench_accounts") }); n != 0 {
 		t.Errorf("hit by text: %v allocations, want 0", n)
 	}
