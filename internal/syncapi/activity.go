@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 )
 
 // ActivityPath receives batches of activity records from a sidecar instance.
@@ -44,7 +45,7 @@ func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) er
 	rb := &reusedBody{b: body}
 	defer func() {
 		rb.release()
-		c.shipBuf = keptBuffer(body)
+		c.keepShipBuffer(body)
 	}()
 	req, err := c.newRequest(ctx, http.MethodPost, ActivityPath, rb.reader())
 	if err != nil {
@@ -63,13 +64,27 @@ func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) er
 	return nil
 }
 
-// keptBuffer returns b emptied for the next batch, or nil when b is much larger than this batch
-// needed: a sidecar whose load has passed does not hold the buffer of its busiest moment.
-func keptBuffer(b []byte) []byte {
+// shipBufferIdle is how long the buffer of the last batch is kept when no other batch follows.
+const shipBufferIdle = 2 * time.Second
+
+// keepShipBuffer keeps b, emptied, for the next batch: not when it is much larger than this batch
+// needed, and only until no batch has followed for shipBufferIdle. So a sidecar whose load has
+// passed, or that shipped the logins of a thousand sessions and went quiet, does not hold the
+// buffer of its busiest moment. Called with c.shipMu held.
+func (c *Client) keepShipBuffer(b []byte) {
+	c.shipBuf = b[:0]
 	if cap(b) > 64<<10 && cap(b) > 4*len(b) {
-		return nil
+		c.shipBuf = nil
 	}
-	return b[:0]
+	if c.shipIdle == nil {
+		c.shipIdle = time.AfterFunc(shipBufferIdle, func() {
+			c.shipMu.Lock()
+			c.shipBuf = nil
+			c.shipMu.Unlock()
+		})
+		return
+	}
+	c.shipIdle.Reset(shipBufferIdle)
 }
 
 // reusedBody is a request body over a buffer that is reused once the request is over. A transport

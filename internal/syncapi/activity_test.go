@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // shipTestClient returns a client of srv.
@@ -148,5 +149,31 @@ func TestReusedBodyReleased(t *testing.T) {
 	}
 	if _, err := io.ReadAll(rb.reader()); !errors.Is(err, errBodyReleased) {
 		t.Fatalf("a new reader after release: %v", err)
+	}
+}
+
+// TestShipBufferLetGoWhenIdle: the buffer of the last batch is let go once no batch has followed
+// for a while, so a sidecar that went quiet does not hold it.
+func TestShipBufferLetGoWhenIdle(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	defer srv.Close()
+	c := shipTestClient(t, srv)
+	if err := c.ShipActivity(context.Background(), batchOf("a", 100, 100)); err != nil {
+		t.Fatal(err)
+	}
+	kept := func() bool {
+		c.shipMu.Lock()
+		defer c.shipMu.Unlock()
+		return c.shipBuf != nil
+	}
+	if !kept() {
+		t.Fatal("the buffer was not kept for the next batch")
+	}
+	deadline := time.Now().Add(shipBufferIdle + 5*time.Second)
+	for kept() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the buffer was still kept %v after the last batch", shipBufferIdle+5*time.Second)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -37,8 +37,9 @@ type Client struct {
 	signer *Signer
 	http   *http.Client
 
-	shipMu  sync.Mutex // one ShipActivity at a time: they share shipBuf
-	shipBuf []byte
+	shipMu   sync.Mutex // one ShipActivity at a time: they share shipBuf
+	shipBuf  []byte
+	shipIdle *time.Timer // lets go of shipBuf when no batch follows (keepShipBuffer)
 }
 
 // NewClient returns a client for the control plane at baseURL (http or https, no query). hc may be
