@@ -187,10 +187,10 @@ func (a *auditor) Login(ctx context.Context, ev proxy.LoginEvent) (proxy.Stateme
 		repo:         r.Repository,
 		user:         r.RepositoryUser,
 		recordParams: ev.Grant.Target.Repository.RecordParameters,
-		classify:     a.pg.ClassifyInto,
+		classifier:   a.pg,
 	}
 	if ev.Grant.Target.Repository.Type == gatehouse.MySQL {
-		s.classify = a.my.ClassifyInto
+		s.classifier = a.my
 	}
 	return s, nil
 }
@@ -208,8 +208,7 @@ type session struct {
 	// sessions that start after the sidecar has synced it.
 	recordParams bool
 	prep         policy.Prepared
-	classify     func(dst []policy.Statement, sql string) ([]policy.Statement, error) // the repository's dialect, cached (policy.Cache.ClassifyInto)
-	classified   [1]policy.Statement                                                  // for classify: one statement found by its shape
+	classifier   *policy.Cache // the repository's dialect's
 	endOnce      sync.Once
 
 	// qualified remembers, per classified statement, its objects qualified with schema and their
@@ -267,7 +266,10 @@ func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdi
 		sts = fn[:]
 	} else {
 		var err error
-		sts, err = s.classify(s.classified[:], m.SQL)
+		// A statement found by its shape is built in one, which stays on the stack: the call
+		// is not through an interface or a func value.
+		var one [1]policy.Statement
+		sts, err = s.classifier.ClassifyInto(one[:], m.SQL)
 		if err != nil {
 			var r activity.Record
 			s.record(&r, s.a.now(), policy.Statement{Kind: policy.KindUnsupported, Text: m.SQL, Unsupported: true}, nil, policy.Decision{Mode: gatehouse.AccessEnforce, Reason: "statement could not be classified: " + err.Error()})
@@ -304,7 +306,6 @@ func (s *session) Statement(ctx context.Context, m *proxy.Statement) proxy.Verdi
 			r.Params = m.Params
 		}
 	}
-	s.classified[0] = policy.Statement{} // an idle session keeps no statement text
 	if blocked != nil {
 		for i := range recs {
 			if r := &recs[i]; r.Decision == activity.DecisionAllow {

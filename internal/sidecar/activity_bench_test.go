@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -77,4 +78,20 @@ func BenchmarkStatementParallel(b *testing.B) {
 			benchStatement(b, s, &m)
 		}
 	})
+}
+
+// BenchmarkStatementSimpleLiterals is pgbench -S on the simple protocol: a new account number in
+// every text, so each statement is found by its shape.
+func BenchmarkStatementSimpleLiterals(b *testing.B) {
+	s := benchLogin(b, benchAuditor(b))
+	texts := make([]proxy.Statement, 1024)
+	for i := range texts {
+		texts[i] = proxy.Statement{Path: proxy.PathSimple, SQL: fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d;", i+1)}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		benchStatement(b, s, &texts[i%len(texts)])
+		i++
+	}
 }
