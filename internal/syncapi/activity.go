@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"sync"
-	"time"
 )
 
 // ActivityPath receives batches of activity records from a sidecar instance.
@@ -33,26 +31,22 @@ type ActivityAck struct {
 }
 
 // ShipActivity sends a batch of activity records, each already encoded as one JSON object (a line
-// of the spool), in the body ActivityBody builds. The body is built in a buffer the client reuses
-// from batch to batch (under load a batch is megabytes, several times a second).
+// of the spool), in the body ActivityBody builds. The body is not built: it is read out of the
+// records as they are (under load a batch is megabytes, several times a second), and only while
+// ShipActivity runs, since the records are valid only until it returns.
 func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) error {
-	c.shipMu.Lock()
-	defer c.shipMu.Unlock()
-	body, err := AppendActivityBody(c.shipBuf[:0], records)
+	n, err := activityBodyLen(records)
 	if err != nil {
 		return err
 	}
-	rb := &reusedBody{b: body}
-	defer func() {
-		rb.release()
-		c.keepShipBuffer(body)
-	}()
-	req, err := c.newRequest(ctx, http.MethodPost, ActivityPath, rb.reader())
+	body := &batchBody{records: records}
+	defer body.release()
+	req, err := c.newRequest(ctx, http.MethodPost, ActivityPath, body.reader())
 	if err != nil {
 		return err
 	}
-	req.ContentLength = int64(len(body))
-	req.GetBody = func() (io.ReadCloser, error) { return rb.reader(), nil } // for the transport's retries
+	req.ContentLength = int64(n)
+	req.GetBody = func() (io.ReadCloser, error) { return body.reader(), nil } // for the transport's retries
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -64,90 +58,111 @@ func (c *Client) ShipActivity(ctx context.Context, records []json.RawMessage) er
 	return nil
 }
 
-// shipBufferIdle is how long the buffer of the last batch is kept when no other batch follows.
-const shipBufferIdle = 2 * time.Second
+const batchPrefix, batchSuffix = `{"records":[`, "]}"
 
-// keepShipBuffer keeps b, emptied, for the next batch: not when it is much larger than this batch
-// needed, and only until no batch has followed for shipBufferIdle. So a sidecar whose load has
-// passed, or that shipped the logins of a thousand sessions and went quiet, does not hold the
-// buffer of its busiest moment. Called with c.shipMu held.
-func (c *Client) keepShipBuffer(b []byte) {
-	c.shipBuf = b[:0]
-	if cap(b) > 64<<10 && cap(b) > 4*len(b) {
-		c.shipBuf = nil
+// activityBodyLen returns the length of the ActivityBody of records.
+func activityBodyLen(records []json.RawMessage) (int, error) {
+	n := len(batchPrefix) + len(batchSuffix)
+	for i, r := range records {
+		if len(r) == 0 {
+			return 0, fmt.Errorf("encode activity batch: empty record")
+		}
+		if i > 0 {
+			n++
+		}
+		n += len(r)
 	}
-	if c.shipIdle == nil {
-		c.shipIdle = time.AfterFunc(shipBufferIdle, func() {
-			c.shipMu.Lock()
-			c.shipBuf = nil
-			c.shipMu.Unlock()
-		})
-		return
-	}
-	c.shipIdle.Reset(shipBufferIdle)
+	return n, nil
 }
 
-// reusedBody is a request body over a buffer that is reused once the request is over. A transport
-// may read a body after Do has returned (when the server answered before it had read all of it);
-// after release, every Read fails instead of reading what the buffer holds next.
-type reusedBody struct {
+// batchBody is the ActivityBody of records, read out of them. A transport may read a request body
+// after Do has returned (when the server answered before it had read all of it); after release,
+// every Read fails instead of reading records their owner has since reused.
+type batchBody struct {
 	mu       sync.Mutex
-	b        []byte
+	records  []json.RawMessage
 	released bool
 }
 
 var errBodyReleased = errors.New("activity batch body read after its request ended")
 
-func (rb *reusedBody) reader() io.ReadCloser { return io.NopCloser(&bodyReader{body: rb}) }
+func (b *batchBody) reader() io.ReadCloser { return io.NopCloser(&batchReader{body: b}) }
 
-func (rb *reusedBody) release() {
-	rb.mu.Lock()
-	rb.released = true
-	rb.mu.Unlock()
+func (b *batchBody) release() {
+	b.mu.Lock()
+	b.released = true
+	b.mu.Unlock()
 }
 
-// bodyReader reads a reusedBody from the start.
-type bodyReader struct {
-	body *reusedBody
-	off  int
+// batchReader reads a batchBody from the start. The body is a sequence of pieces: the prefix,
+// then for each record a separator (none before the first) and the record, then the suffix.
+type batchReader struct {
+	body  *batchBody
+	piece int // 0: the prefix; 2i+1: the separator before record i; 2i+2: record i; then the suffix
+	off   int // in the piece
 }
 
-func (r *bodyReader) Read(p []byte) (int, error) {
-	rb := r.body
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
-	if rb.released {
+func (r *batchReader) Read(p []byte) (int, error) {
+	b := r.body
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.released {
 		return 0, errBodyReleased
 	}
-	if r.off >= len(rb.b) {
-		return 0, io.EOF
+	n := 0
+	for n < len(p) {
+		var piece string
+		var rec []byte
+		switch last := 2*len(b.records) + 1; {
+		case r.piece == 0:
+			piece = batchPrefix
+		case r.piece == last:
+			piece = batchSuffix
+		case r.piece > last:
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return n, nil
+		case r.piece%2 == 1:
+			if r.piece > 1 {
+				piece = ","
+			}
+		default:
+			rec = b.records[r.piece/2-1]
+		}
+		var m int
+		if rec != nil {
+			m = copy(p[n:], rec[r.off:])
+			r.off += m
+			if r.off == len(rec) {
+				r.piece, r.off = r.piece+1, 0
+			}
+		} else {
+			m = copy(p[n:], piece[r.off:])
+			r.off += m
+			if r.off == len(piece) {
+				r.piece, r.off = r.piece+1, 0
+			}
+		}
+		n += m
 	}
-	n := copy(p, rb.b[r.off:])
-	r.off += n
 	return n, nil
 }
 
 // ActivityBody is an ActivityBatch of records built from the records' bytes as they are: they are
 // not decoded, checked or re-encoded (json.Marshal of a RawMessage would re-scan each).
 func ActivityBody(records []json.RawMessage) ([]byte, error) {
-	return AppendActivityBody(nil, records)
-}
-
-// AppendActivityBody appends the ActivityBody of records to dst.
-func AppendActivityBody(dst []byte, records []json.RawMessage) ([]byte, error) {
-	n := len(`{"records":[]}`)
-	for _, r := range records {
-		if len(r) == 0 {
-			return nil, fmt.Errorf("encode activity batch: empty record")
-		}
-		n += len(r) + 1
+	n, err := activityBodyLen(records)
+	if err != nil {
+		return nil, err
 	}
-	body := append(slices.Grow(dst, n), `{"records":[`...)
+	body := make([]byte, 0, n)
+	body = append(body, batchPrefix...)
 	for i, r := range records {
 		if i > 0 {
 			body = append(body, ',')
 		}
 		body = append(body, r...)
 	}
-	return append(body, "]}"...), nil
+	return append(body, batchSuffix...), nil
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
+	"testing/iotest"
 )
 
 // shipTestClient returns a client of srv.
@@ -29,71 +29,92 @@ func shipTestClient(t *testing.T, srv *httptest.Server) *Client {
 	return c
 }
 
-// batchOf returns n records of about size bytes each, tagged with batch.
-func batchOf(batch string, n, size int) []json.RawMessage {
-	recs := make([]json.RawMessage, n)
-	for i := range recs {
-		recs[i] = json.RawMessage(fmt.Sprintf(`{"batch":%q,"seq":%d,"pad":%q}`, batch, i+1, strings.Repeat("x", size)))
+// batchIn returns n records of about size bytes each, tagged with batch, built in buf's array (as
+// the shipper's lines are in its read buffer), and buf grown.
+func batchIn(buf []byte, batch string, n, size int) ([]json.RawMessage, []byte) {
+	buf = buf[:0]
+	ends := make([]int, n)
+	for i := range n {
+		buf = fmt.Appendf(buf, `{"batch":%q,"seq":%d,"pad":%q}`, batch, i+1, strings.Repeat("x", size))
+		ends[i] = len(buf)
 	}
-	return recs
+	recs := make([]json.RawMessage, n)
+	from := 0
+	for i, end := range ends {
+		recs[i] = buf[from:end:end]
+		from = end
+	}
+	return recs, buf
 }
 
-// TestShipActivityReusesBody: batches of different sizes, one after the other, each arrive as
-// they were given although their bodies are built in one buffer, which is kept for the next batch
-// unless it is much larger than the last one needed.
-func TestShipActivityReusesBody(t *testing.T) {
+// TestShipActivityBody: batches of different sizes, read by the transport out of the records
+// themselves, arrive byte for byte as ActivityBody builds them.
+func TestShipActivityBody(t *testing.T) {
 	var mu sync.Mutex
-	var got []ActivityBatch
+	var got [][]byte
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b ActivityBatch
-		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		b, err := io.ReadAll(r.Body)
+		if err != nil || int64(len(b)) != r.ContentLength {
+			http.Error(w, fmt.Sprintf("%d bytes of %d: %v", len(b), r.ContentLength, err), http.StatusBadRequest)
 			return
 		}
 		mu.Lock()
 		got = append(got, b)
 		mu.Unlock()
-		w.WriteHeader(http.StatusOK)
 	}))
 	defer srv.Close()
 	c := shipTestClient(t, srv)
-	batches := [][]json.RawMessage{batchOf("a", 50, 200), batchOf("b", 40, 200), batchOf("c", 3, 10), batchOf("d", 2000, 100), batchOf("e", 1, 10)}
-	var buf0 *byte
-	for i, b := range batches {
-		if err := c.ShipActivity(context.Background(), b); err != nil {
+	var buf []byte
+	for i, size := range [][2]int{{50, 200}, {0, 0}, {1, 10}, {2000, 100}, {3, 0}} {
+		var recs []json.RawMessage
+		recs, buf = batchIn(buf, fmt.Sprint("b", i), size[0], size[1])
+		want, err := ActivityBody(recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ShipActivity(context.Background(), recs); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
-		switch i {
-		case 0:
-			buf0 = &c.shipBuf[:1][0]
-		case 1:
-			if &c.shipBuf[:1][0] != buf0 {
-				t.Error("the second batch's body was not built in the first one's buffer")
-			}
-		case 4:
-			if c.shipBuf != nil {
-				t.Errorf("a %d-byte buffer was kept after a batch of one record", cap(c.shipBuf))
-			}
+		mu.Lock()
+		last := got[len(got)-1]
+		mu.Unlock()
+		if !bytes.Equal(last, want) {
+			t.Fatalf("batch %d: the server got %.80s..., want %.80s...", i, last, want)
+		}
+		var b ActivityBatch
+		if err := json.Unmarshal(last, &b); err != nil || len(b.Records) != len(recs) {
+			t.Fatalf("batch %d: %d records, %v", i, len(b.Records), err)
 		}
 	}
-	if len(got) != len(batches) {
-		t.Fatalf("the server got %d batches, want %d", len(got), len(batches))
+	if err := c.ShipActivity(context.Background(), []json.RawMessage{[]byte(`{}`), nil}); err == nil {
+		t.Error("a batch with an empty record was sent")
 	}
-	for i, b := range batches {
-		if len(got[i].Records) != len(b) {
-			t.Fatalf("batch %d: %d records, want %d", i, len(got[i].Records), len(b))
+}
+
+// TestBatchReaderPieces: the body reads the same whichever size the reads are.
+func TestBatchReaderPieces(t *testing.T) {
+	recs, _ := batchIn(nil, "p", 7, 5)
+	want, _ := ActivityBody(recs)
+	for _, wrap := range []func(io.Reader) io.Reader{
+		func(r io.Reader) io.Reader { return r },
+		iotest.OneByteReader,
+		iotest.HalfReader,
+		iotest.DataErrReader,
+	} {
+		body := &batchBody{records: recs}
+		got, err := io.ReadAll(wrap(body.reader()))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("got %q, %v; want %q", got, err, want)
 		}
-		for j := range b {
-			if !bytes.Equal(got[i].Records[j], b[j]) {
-				t.Fatalf("batch %d record %d: got %s, want %s", i, j, got[i].Records[j], b[j])
-			}
-		}
+	}
+	if err := iotest.TestReader((&batchBody{records: recs}).reader(), want); err != nil {
+		t.Error(err)
 	}
 }
 
 // TestShipActivityAnsweredEarly: a control plane that answers before it has read a batch fails
-// that batch, and the next batch, built in the same buffer while the transport may still be
-// sending the first, arrives intact (the race detector watches the buffer).
+// that batch, and the next batch, whose records are built in the same buffer while the transport
+// may still be sending the first, arrives intact (the race detector watches the buffer).
 func TestShipActivityAnsweredEarly(t *testing.T) {
 	var mu sync.Mutex
 	var got []ActivityBatch
@@ -113,67 +134,47 @@ func TestShipActivityAnsweredEarly(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := shipTestClient(t, srv)
+	var buf []byte
 	for i := range 5 {
-		big := batchOf(fmt.Sprint("big", i), 4000, 1000)
+		var big, small []json.RawMessage
+		big, buf = batchIn(buf, fmt.Sprint("big", i), 4000, 1000)
 		var se *StatusError
 		if err := c.ShipActivity(context.Background(), big); !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("a batch the server did not read: %v, want a 503 StatusError", err)
 		}
-		small := batchOf(fmt.Sprint("small", i), 100, 1000)
+		small, buf = batchIn(buf, fmt.Sprint("small", i), 100, 1000)
+		want := make([]string, len(small))
+		for j, r := range small {
+			want[j] = string(r)
+		}
 		if err := c.ShipActivity(context.Background(), small); err != nil {
 			t.Fatalf("the batch after: %v", err)
 		}
 		mu.Lock()
 		last := got[len(got)-1]
 		mu.Unlock()
-		for j := range small {
-			if !bytes.Equal(last.Records[j], small[j]) {
-				t.Fatalf("round %d record %d: got %.60s, want %.60s", i, j, last.Records[j], small[j])
+		for j := range want {
+			if string(last.Records[j]) != want[j] {
+				t.Fatalf("round %d record %d: got %.60s, want %.60s", i, j, last.Records[j], want[j])
 			}
 		}
 	}
 }
 
-// TestReusedBodyReleased: a body read after its request ended gives an error, not the buffer's
-// next contents.
-func TestReusedBodyReleased(t *testing.T) {
-	rb := &reusedBody{b: []byte(`{"records":[{}]}`)}
-	r := rb.reader()
+// TestBatchBodyReleased: a body read after its request ended gives an error, not what the
+// records' buffer holds by then.
+func TestBatchBodyReleased(t *testing.T) {
+	body := &batchBody{records: []json.RawMessage{[]byte(`{}`)}}
+	r := body.reader()
 	p := make([]byte, 4)
 	if n, err := r.Read(p); n != 4 || err != nil {
 		t.Fatalf("Read before release: %d, %v", n, err)
 	}
-	rb.release()
+	body.release()
 	if n, err := r.Read(p); n != 0 || !errors.Is(err, errBodyReleased) {
 		t.Fatalf("Read after release: %d, %v; want 0, errBodyReleased", n, err)
 	}
-	if _, err := io.ReadAll(rb.reader()); !errors.Is(err, errBodyReleased) {
+	if _, err := io.ReadAll(body.reader()); !errors.Is(err, errBodyReleased) {
 		t.Fatalf("a new reader after release: %v", err)
-	}
-}
-
-// TestShipBufferLetGoWhenIdle: the buffer of the last batch is let go once no batch has followed
-// for a while, so a sidecar that went quiet does not hold it.
-func TestShipBufferLetGoWhenIdle(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
-	defer srv.Close()
-	c := shipTestClient(t, srv)
-	if err := c.ShipActivity(context.Background(), batchOf("a", 100, 100)); err != nil {
-		t.Fatal(err)
-	}
-	kept := func() bool {
-		c.shipMu.Lock()
-		defer c.shipMu.Unlock()
-		return c.shipBuf != nil
-	}
-	if !kept() {
-		t.Fatal("the buffer was not kept for the next batch")
-	}
-	deadline := time.Now().Add(shipBufferIdle + 5*time.Second)
-	for kept() {
-		if time.Now().After(deadline) {
-			t.Fatalf("the buffer was still kept %v after the last batch", shipBufferIdle+5*time.Second)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -36,10 +35,6 @@ type Client struct {
 	base   *url.URL
 	signer *Signer
 	http   *http.Client
-
-	shipMu   sync.Mutex // one ShipActivity at a time: they share shipBuf
-	shipBuf  []byte
-	shipIdle *time.Timer // lets go of shipBuf when no batch follows (keepShipBuffer)
 }
 
 // NewClient returns a client for the control plane at baseURL (http or https, no query). hc may be
