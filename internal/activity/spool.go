@@ -73,7 +73,7 @@ const (
 	// maxDeferredSpare bounds the buffer of deferred records kept for reuse.
 	maxDeferredSpare = 1 << 10
 	// maxSpareEnds bounds the emptied waiting statement.end records kept for reuse.
-	maxSpareEnds = 256
+	maxSpareEnds = 64
 	// ReadLines reads the files readMin to readMax bytes at a time (more for a longer line).
 	readMin, readMax = 64 << 10, 1 << 20
 )
