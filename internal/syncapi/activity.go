@@ -109,44 +109,38 @@ func (r *batchReader) Read(p []byte) (int, error) {
 	if b.released {
 		return 0, errBodyReleased
 	}
+	last := 2*len(b.records) + 1
 	n := 0
-	for n < len(p) {
-		var piece string
-		var rec []byte
-		switch last := 2*len(b.records) + 1; {
-		case r.piece == 0:
-			piece = batchPrefix
-		case r.piece == last:
-			piece = batchSuffix
-		case r.piece > last:
-			if n == 0 {
-				return 0, io.EOF
-			}
-			return n, nil
-		case r.piece%2 == 1:
-			if r.piece > 1 {
-				piece = ","
-			}
-		default:
-			rec = b.records[r.piece/2-1]
-		}
+	for n < len(p) && r.piece <= last {
 		var m int
-		if rec != nil {
-			m = copy(p[n:], rec[r.off:])
-			r.off += m
-			if r.off == len(rec) {
-				r.piece, r.off = r.piece+1, 0
-			}
-		} else {
-			m = copy(p[n:], piece[r.off:])
-			r.off += m
-			if r.off == len(piece) {
-				r.piece, r.off = r.piece+1, 0
-			}
+		var done bool
+		switch {
+		case r.piece == 0:
+			m, done = copyRest(p[n:], batchPrefix, r.off)
+		case r.piece == last:
+			m, done = copyRest(p[n:], batchSuffix, r.off)
+		case r.piece == 1:
+			done = true // no separator before the first record
+		case r.piece%2 == 1:
+			m, done = copyRest(p[n:], ",", r.off)
+		default:
+			m, done = copyRest(p[n:], b.records[r.piece/2-1], r.off)
 		}
-		n += m
+		n, r.off = n+m, r.off+m
+		if done {
+			r.piece, r.off = r.piece+1, 0
+		}
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// copyRest copies what is left of piece from off into p, and reports whether that was all of it.
+func copyRest[T ~string | ~[]byte](p []byte, piece T, off int) (int, bool) {
+	m := copy(p, piece[off:])
+	return m, off+m == len(piece)
 }
 
 // ActivityBody is an ActivityBatch of records built from the records' bytes as they are: they are
