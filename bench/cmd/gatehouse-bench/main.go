@@ -8,7 +8,7 @@
 //	make bench QUICK=1    # 1 s pgbench runs instead of 10 s: under 5 minutes on 2 cores
 //	make bench PIN=1      # proxies on CPU 0; PostgreSQL, pgbench and the harness on CPU 1
 //	make bench PROFILE=1  # also take a CPU profile of the sidecar (select-only, extended, 8 clients) and its idle heap
-//	make bench RELAY=1    # also measure go-relay, a bare Go TLS relay (relay.go)
+//	make bench RELAY=1    # also measure go-relay and loop-relay, bare Go TLS relays (relay.go, looprelay_linux.go)
 package main
 
 import (
@@ -31,7 +31,7 @@ import (
 
 type config struct {
 	quick, pin, profile bool
-	relay               bool // also measure go-relay (relay.go)
+	relay               bool // also measure go-relay and loop-relay (relay.go, looprelay_linux.go)
 	runs                int  // rounds; each workload is measured once per round on each target
 	seconds             int  // pgbench -T
 	scale               int  // pgbench -s
@@ -43,6 +43,7 @@ type config struct {
 	sidecarPort         int
 	bouncerPort         int
 	relayPort           int
+	loopRelayPort       int
 	pgMajor             string
 	only                map[string]bool // workload groups to run; empty: all
 	cpNice              int             // niceness of the control plane process
@@ -82,7 +83,7 @@ func main() {
 	var cfg config
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("QUICK") != "", "quick mode: fewer, shorter runs (QUICK=1)")
 	flag.BoolVar(&cfg.pin, "pin", os.Getenv("PIN") != "", "pin the proxies to CPU 0 and everything else to CPU 1 (PIN=1)")
-	flag.BoolVar(&cfg.relay, "relay", os.Getenv("RELAY") != "", "also measure go-relay, a bare Go TLS relay: the floor of a goroutine-per-connection Go proxy (RELAY=1)")
+	flag.BoolVar(&cfg.relay, "relay", os.Getenv("RELAY") != "", "also measure go-relay and loop-relay, bare Go TLS relays: the floor of a goroutine-per-connection Go proxy, and of one with event loops (RELAY=1)")
 	flag.BoolVar(&cfg.profile, "profile", os.Getenv("PROFILE") != "", "take a CPU profile of the sidecar, and its heap with the idle connections open (PROFILE=1)")
 	flag.IntVar(&cfg.runs, "runs", 0, "rounds (default 3)")
 	flag.IntVar(&cfg.seconds, "seconds", 0, "duration of each pgbench run (default 10, quick 1)")
@@ -155,7 +156,7 @@ func benchmark(ctx context.Context, cfg config) error {
 			return fmt.Errorf("build gatehouse: %w (to measure a binary built earlier, set BENCH_BINARY=PATH)", err)
 		}
 	}
-	cfg.sidecarPort, cfg.bouncerPort, cfg.relayPort = freePort(), freePort(), freePort()
+	cfg.sidecarPort, cfg.bouncerPort, cfg.relayPort, cfg.loopRelayPort = freePort(), freePort(), freePort(), freePort()
 
 	e, err := setup(ctx, cfg)
 	if err != nil {
@@ -287,7 +288,7 @@ func (r *runner) all(ctx context.Context) error {
 		if round == 0 && r.cfg.selected("idle") {
 			// Memory and descriptors per idle connection barely vary between rounds: measured once.
 			for _, t := range targets[1:] {
-				if t.name == "go-relay" {
+				if t.name == "go-relay" || t.name == "loop-relay" {
 					continue // it keeps two 16 KiB buffers per connection: not a floor for memory
 				}
 				rr, err := r.idle(ctx, t, r.cfg.idleConns)

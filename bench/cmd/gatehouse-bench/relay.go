@@ -31,6 +31,7 @@ func relayMain(args []string) error {
 	upstream := fs.String("upstream", "", "PostgreSQL address (host:port)")
 	certFile := fs.String("tls-cert", "", "TLS certificate (PEM)")
 	keyFile := fs.String("tls-key", "", "TLS private key (PEM)")
+	loop := fs.Bool("loop", false, "relay in epoll event loops after the handshake (the loop-relay target, looprelay_linux.go)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,12 +50,18 @@ func relayMain(args []string) error {
 	defer stop()
 	context.AfterFunc(ctx, func() { l.Close() })
 	r := &relay{upstream: *upstream, tls: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	if *loop {
+		if r.loop, err = newLoopRelay(); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+	}
 	return r.serve(l)
 }
 
 type relay struct {
 	upstream string
 	tls      *tls.Config
+	loop     *loopRelay // with -loop: connections are relayed by event loops after the handshake
 }
 
 func (r *relay) serve(l net.Listener) error {
@@ -66,7 +73,11 @@ func (r *relay) serve(l net.Listener) error {
 			}
 			return err
 		}
-		go r.handle(c)
+		if r.loop != nil {
+			go r.handleLoop(c)
+		} else {
+			go r.handle(c)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +14,15 @@ import (
 	"github.com/gatehousedb/gatehouse/internal/pgserver"
 )
 
-// TestRelay runs go-relay between pgx and a real PostgreSQL: the client logs in through it with
-// TLS, and a client that does not ask for TLS is turned away.
+// TestRelay runs go-relay and loop-relay between pgx and a real PostgreSQL: the client logs in
+// through each with TLS, large messages cross both ways (more than a socket takes at once), and a
+// client that does not ask for TLS is turned away.
 func TestRelay(t *testing.T) {
+	t.Run("go-relay", func(t *testing.T) { testRelay(t, false) })
+	t.Run("loop-relay", func(t *testing.T) { testRelay(t, true) })
+}
+
+func testRelay(t *testing.T, loop bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pg, err := pgserver.Start(ctx, pgserver.Config{})
@@ -37,6 +44,11 @@ func TestRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &relay{upstream: fmt.Sprintf("127.0.0.1:%d", pg.Port()), tls: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	if loop {
+		if r.loop, err = newLoopRelay(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- r.serve(l) }()
 	port := l.Addr().(*net.TCPAddr).Port
@@ -53,6 +65,29 @@ func TestRelay(t *testing.T) {
 	// The relay ends TLS: PostgreSQL sees a plain connection, as it does from PgBouncer.
 	if ssl || sum != 5050 {
 		t.Errorf("ssl=%v sum=%d, want false and 5050", ssl, sum)
+	}
+
+	// 8 MB to PostgreSQL in one message, then 20 MB back in 20,000 rows.
+	big := strings.Repeat("ab", 4<<20)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT length($1::text)", big).Scan(&n); err != nil || n != len(big) {
+		t.Fatalf("large parameter through the relay: length %d, %v; want %d", n, err, len(big))
+	}
+	rows, err := conn.Query(ctx, "SELECT repeat('x', 1000) || g FROM generate_series(1, 20000) g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, count := 0, 0
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		total += len(v)
+		count++
+	}
+	if err := rows.Err(); err != nil || count != 20000 || total != 20000*1000+88894 {
+		t.Fatalf("large result through the relay: %d rows, %d bytes, %v; want 20000 rows, %d bytes", count, total, err, 20000*1000+88894)
 	}
 	conn.Close(ctx)
 

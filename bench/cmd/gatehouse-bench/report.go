@@ -77,7 +77,7 @@ func aggregate(results []result) []row {
 		}
 		groups[k] = append(groups[k], r)
 	}
-	targetRank := map[string]int{"direct": 0, "pgbouncer": 1, "gatehouse": 2, "go-relay": 3}
+	targetRank := map[string]int{"direct": 0, "pgbouncer": 1, "gatehouse": 2, "go-relay": 3, "loop-relay": 4}
 	slices.SortStableFunc(order, func(a, b key) int {
 		ia := slices.IndexFunc(order, func(k key) bool { return k.workload == a.workload && k.clients == a.clients })
 		ib := slices.IndexFunc(order, func(k key) bool { return k.workload == b.workload && k.clients == b.clients })

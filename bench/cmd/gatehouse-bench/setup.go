@@ -48,7 +48,7 @@ const (
 
 // target is one way of reaching the benchmark database.
 type target struct {
-	name string // direct, pgbouncer, gatehouse, go-relay
+	name string // direct, pgbouncer, gatehouse, go-relay, loop-relay
 	port int
 	pid  int // the proxy's process; 0 for direct
 	// password returns what a client sends as the password when logging in as a database user:
@@ -134,6 +134,7 @@ type env struct {
 	stormPass      map[string]string // storm role -> password
 	bouncer        *proc
 	relay          *proc // the go-relay target (-relay); nil without
+	loopRelay      *proc // the loop-relay target (-relay); nil without
 	cp             *proc
 	sidecar        *proc
 	cpURL          string
@@ -169,6 +170,9 @@ func (e *env) targets() []target {
 	}
 	if e.relay != nil {
 		ts = append(ts, target{name: "go-relay", port: e.cfg.relayPort, pid: e.relay.pid(), password: direct})
+	}
+	if e.loopRelay != nil {
+		ts = append(ts, target{name: "loop-relay", port: e.cfg.loopRelayPort, pid: e.loopRelay.pid(), password: direct})
 	}
 	return ts
 }
@@ -225,32 +229,37 @@ func setup(ctx context.Context, cfg config) (_ *env, err error) {
 		return nil, err
 	}
 	if cfg.relay {
-		if err := e.startRelay(certFile, keyFile); err != nil {
+		if e.relay, err = e.startRelay("go-relay", cfg.relayPort, certFile, keyFile); err != nil {
+			return nil, err
+		}
+		if e.loopRelay, err = e.startRelay("loop-relay", cfg.loopRelayPort, certFile, keyFile, "-loop"); err != nil {
 			return nil, err
 		}
 	}
 	return e, nil
 }
 
-// startRelay runs this program as the go-relay target (relay.go), on CPU 0 in pinned mode like the
-// other proxies.
-func (e *env) startRelay(certFile, keyFile string) error {
+// startRelay runs this program as the go-relay target (relay.go), or with -loop as the loop-relay
+// target (looprelay_linux.go), on CPU 0 in pinned mode like the other proxies.
+func (e *env) startRelay(name string, port int, certFile, keyFile string, flags ...string) (*proc, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	say("starting go-relay (a bare Go TLS relay: the floor of the sidecar's design) ...")
-	cmd := e.pinned(0, self, "relay", "-listen", "127.0.0.1:"+strconv.Itoa(e.cfg.relayPort),
-		"-upstream", "127.0.0.1:"+strconv.Itoa(e.pg.Port()), "-tls-cert", certFile, "-tls-key", keyFile)
+	say("starting %s (a bare Go TLS relay) ...", name)
+	args := append([]string{"relay", "-listen", "127.0.0.1:" + strconv.Itoa(port),
+		"-upstream", "127.0.0.1:" + strconv.Itoa(e.pg.Port()), "-tls-cert", certFile, "-tls-key", keyFile}, flags...)
+	cmd := e.pinned(0, self, args...)
 	cmd.Env = cleanEnv()
-	if e.relay, err = startProc("go-relay", filepath.Join(e.cfg.out, "logs", "go-relay.out"), cmd); err != nil {
-		return err
+	p, err := startProc(name, filepath.Join(e.cfg.out, "logs", name+".out"), cmd)
+	if err != nil {
+		return nil, err
 	}
-	e.stops = append(e.stops, e.relay.stop)
-	if err := waitPort(e.relay, e.cfg.relayPort, 20*time.Second); err != nil {
-		return fmt.Errorf("go-relay: %w\n%s", err, e.relay.logTail())
+	e.stops = append(e.stops, p.stop)
+	if err := waitPort(p, port, 20*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: %w\n%s", name, err, p.logTail())
 	}
-	return nil
+	return p, nil
 }
 
 func randomHex(n int) string {
