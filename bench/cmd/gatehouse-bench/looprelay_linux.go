@@ -5,8 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
-	"runtime"
+		"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -22,11 +21,11 @@ import (
 // that says "try again later" (a temporary net.Error, which crypto/tls does not treat as fatal)
 // when the loop has no more bytes for it.
 //
-// The loop's epoll descriptor itself waits in Go's poller, as a socket would, so an idle loop
-// sleeps like a goroutine and epoll_wait never blocks. A loop on its own locked thread blocked in
-// epoll_wait (PgBouncer's way) was measured too, with no better result: see docs/performance.md,
-// "An event loop instead of goroutines". This target is there to show what rewriting the sidecar's
-// relay that way would save, before anyone does.
+// Each loop has a thread of its own and blocks in epoll_wait there, as PgBouncer's one thread does.
+// A loop whose epoll descriptor waits in Go's poller instead (as a socket would) was measured too,
+// and cost more at 1 client: see docs/performance.md, "An event loop instead of goroutines". This
+// target is there to show what rewriting the sidecar's relay that way would save, before anyone
+// does.
 
 // loopRelay is one relay's event loops.
 type loopRelay struct {
@@ -148,6 +147,10 @@ type pair struct {
 	tc       *tls.Conn
 	lc       *loopConn // lc.out: pending for the client
 	toUp     []byte    // plaintext pending for upstream
+
+	// A side is stalled while the socket has not taken all that is pending for it: then it is
+	// watched for EPOLLOUT and the other side is not read.
+	upStalled, clientStalled bool
 }
 
 // eventLoop owns the pairs it was given: only its goroutine reads, writes or closes their sockets.
@@ -185,26 +188,17 @@ func (l *eventLoop) add(p *pair) error {
 	return nil
 }
 
+// run serves the loop's sockets on a thread of its own, waiting in epoll_wait.
 func (l *eventLoop) run() {
-	// The loop's epoll descriptor waits in Go's own poller, as a socket would: the loop's
-	// goroutine sleeps there when no connection is ready, and epoll_wait itself never blocks.
-	f := os.NewFile(uintptr(l.epfd), "epoll")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		panic(err)
-	}
+	runtime.LockOSThread()
 	evs := make([]unix.EpollEvent, 128)
 	for {
-		var n int
-		var werr error
-		if err := rc.Read(func(fd uintptr) bool {
-			n, werr = unix.EpollWait(int(fd), evs, 0)
-			return n > 0 || (werr != nil && werr != unix.EINTR)
-		}); err != nil {
+		n, err := unix.EpollWait(l.epfd, evs, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
 			panic(err)
-		}
-		if werr != nil {
-			panic(werr)
 		}
 		for _, ev := range evs[:n] {
 			fd := int(ev.Fd)
@@ -258,11 +252,12 @@ func (l *eventLoop) handle(p *pair, fd int, events uint32) bool {
 }
 
 // flush writes what is pending for fd. When the socket takes only part, the rest waits for
-// EPOLLOUT and the other side's socket is not read meanwhile.
+// EPOLLOUT and the other side's socket is not read meanwhile; the registrations change only then,
+// and back once the rest is written.
 func (l *eventLoop) flush(p *pair, fd int) bool {
-	pending, other := &p.toUp, p.cfd
+	pending, stalled := &p.toUp, &p.upStalled
 	if fd == p.cfd {
-		pending, other = &p.lc.out, p.ufd
+		pending, stalled = &p.lc.out, &p.clientStalled
 	}
 	if len(*pending) == 0 {
 		return true
@@ -271,22 +266,26 @@ func (l *eventLoop) flush(p *pair, fd int) bool {
 	if err != nil && err != unix.EAGAIN {
 		return false
 	}
-	if n < 0 {
-		n = 0
-	}
-	if n == len(*pending) {
-		*pending = (*pending)[:0]
-		l.watch(fd, unix.EPOLLIN|unix.EPOLLRDHUP)
-		l.watch(other, unix.EPOLLIN|unix.EPOLLRDHUP)
-		return true
-	}
+	n = max(n, 0)
 	*pending = append((*pending)[:0], (*pending)[n:]...)
-	l.watch(fd, unix.EPOLLOUT|unix.EPOLLIN|unix.EPOLLRDHUP)
-	l.watch(other, unix.EPOLLRDHUP)
+	if now := len(*pending) > 0; now != *stalled {
+		*stalled = now
+		l.watch(p.cfd, p.clientStalled, p.upStalled)
+		l.watch(p.ufd, p.upStalled, p.clientStalled)
+	}
 	return true
 }
 
-func (l *eventLoop) watch(fd int, events uint32) {
+// watch registers fd for writability while it is stalled itself, and for readability unless the
+// other side is stalled.
+func (l *eventLoop) watch(fd int, stalled, otherStalled bool) {
+	events := uint32(unix.EPOLLRDHUP)
+	if stalled {
+		events |= unix.EPOLLOUT
+	}
+	if !otherStalled {
+		events |= unix.EPOLLIN
+	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
 }
