@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
-		"runtime"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
