@@ -3,12 +3,11 @@ package main
 import (
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,8 +29,7 @@ import (
 // loopRelay is one relay's event loops.
 type loopRelay struct {
 	loops []*eventLoop
-	next  int
-	mu    sync.Mutex
+	next  atomic.Uint64 // connections handed over so far: the next goes to loops[next % len]
 }
 
 func newLoopRelay() (*loopRelay, error) {
@@ -60,10 +58,7 @@ func (r *loopRelay) handOver(tc *tls.Conn, lc *loopConn, client, up net.Conn) er
 		return err
 	}
 	lc.Conn = nil
-	r.mu.Lock()
-	l := r.loops[r.next%len(r.loops)]
-	r.next++
-	r.mu.Unlock()
+	l := r.loops[(r.next.Add(1)-1)%uint64(len(r.loops))]
 	return l.add(&pair{cfd: cfd, ufd: ufd, tc: tc, lc: lc})
 }
 
@@ -301,24 +296,8 @@ func (l *eventLoop) close(p *pair) {
 
 // handleLoop is handle for the loop relay: the same SSLRequest and handshake, then the handover.
 func (r *relay) handleLoop(raw net.Conn) {
-	raw.SetDeadline(time.Now().Add(30 * time.Second))
-	var req [8]byte
-	if _, err := io.ReadFull(raw, req[:]); err != nil || req != sslRequest {
-		raw.Close()
-		return
-	}
-	if _, err := raw.Write([]byte{'S'}); err != nil {
-		raw.Close()
-		return
-	}
 	lc := &loopConn{Conn: raw}
-	client := tls.Server(lc, r.tls)
-	if err := client.Handshake(); err != nil {
-		raw.Close()
-		return
-	}
-	raw.SetDeadline(time.Time{})
-	up, err := net.Dial("tcp", r.upstream)
+	client, up, err := r.open(raw, lc)
 	if err != nil {
 		raw.Close()
 		return
@@ -329,23 +308,23 @@ func (r *relay) handleLoop(raw net.Conn) {
 	var first []byte
 	plain := make([]byte, 16<<10)
 	for {
-		n, err := client.Read(plain)
+		n, rerr := client.Read(plain)
 		first = append(first, plain[:n]...)
-		if err == errWouldBlock {
+		if rerr == errWouldBlock {
 			break
 		}
-		if err != nil {
-			raw.Close()
-			up.Close()
-			return
+		if rerr != nil {
+			err = rerr
+			break
 		}
 	}
-	if _, err := up.Write(first); err != nil {
-		raw.Close()
-		up.Close()
-		return
+	if err == nil {
+		_, err = up.Write(first)
 	}
-	if err := r.loop.handOver(client, lc, raw, up); err != nil {
+	if err == nil {
+		err = r.loop.handOver(client, lc, raw, up)
+	}
+	if err != nil {
 		raw.Close()
 		up.Close()
 	}

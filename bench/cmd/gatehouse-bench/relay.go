@@ -88,21 +88,7 @@ var sslRequest = [8]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
 // either side closes.
 func (r *relay) handle(raw net.Conn) {
 	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(30 * time.Second))
-	var req [8]byte
-	if _, err := io.ReadFull(raw, req[:]); err != nil || req != sslRequest {
-		return // the relay serves TLS clients only
-	}
-	if _, err := raw.Write([]byte{'S'}); err != nil {
-		return
-	}
-	raw = rawio.WrapConn(raw) // as the sidecar's engines do
-	client := tls.Server(raw, r.tls)
-	if err := client.Handshake(); err != nil {
-		return
-	}
-	raw.SetDeadline(time.Time{})
-	up, err := net.Dial("tcp", r.upstream)
+	client, up, err := r.open(raw, rawio.WrapConn(raw)) // wrapped as the sidecar's engines do
 	if err != nil {
 		return
 	}
@@ -119,6 +105,32 @@ func (r *relay) handle(raw net.Conn) {
 	client.Close()
 	up.Close()
 	<-done
+}
+
+// open answers the client's SSLRequest on raw, takes the TLS handshake over under (raw, wrapped)
+// and dials PostgreSQL. Only TLS clients are served.
+func (r *relay) open(raw, under net.Conn) (*tls.Conn, net.Conn, error) {
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	var req [8]byte
+	if _, err := io.ReadFull(raw, req[:]); err != nil {
+		return nil, nil, err
+	}
+	if req != sslRequest {
+		return nil, nil, errors.New("relay: the client did not ask for TLS")
+	}
+	if _, err := raw.Write([]byte{'S'}); err != nil {
+		return nil, nil, err
+	}
+	client := tls.Server(under, r.tls)
+	if err := client.Handshake(); err != nil {
+		return nil, nil, err
+	}
+	raw.SetDeadline(time.Time{})
+	up, err := net.Dial("tcp", r.upstream)
+	if err != nil {
+		return nil, nil, err
+	}
+	return client, up, nil
 }
 
 // copyConn copies src to dst: one write per read, which is flushing whenever input drains.
